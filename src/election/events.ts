@@ -1,0 +1,17 @@
+import type { LeaderElectionRecord } from "./record.js";
+
+/**
+ * What the elector reports as it works, for logs and metrics. Names match the CLI's log events where
+ * one exists. Never needed for correctness.
+ */
+export type ElectionEvent =
+  | { type: "campaigning"; lock: string }
+  | { type: "acquire_failed"; lock: string; error?: unknown; holder?: string }
+  | { type: "acquired"; lock: string; term: number; record: LeaderElectionRecord }
+  | { type: "renewed"; lock: string; latencyMs: number; slowPath: boolean }
+  | { type: "renew_failed"; lock: string; error: unknown; deadlineInMs: number }
+  | { type: "lost"; lock: string; reason: "deadline" | "foreign_holder" | "cancelled"; holder?: string }
+  | { type: "work_overran"; lock: string }
+  | { type: "released"; lock: string }
+  | { type: "release_failed"; lock: string; error: unknown }
+  | { type: "new_leader"; lock: string; identity: string };

@@ -1,0 +1,59 @@
+import type { LeaderElectionRecord } from "./record.js";
+
+/**
+ * What the elector needs from a backend: client-go's `resourcelock.Interface`.
+ *
+ * `update` is a compare-and-swap against the version this lock object last read, created or wrote
+ * (like LeaseLock's cached resourceVersion): if anyone else wrote in between it rejects with
+ * `ConflictError` and writes nothing. Every call honours `signal`: when it aborts, the call rejects
+ * promptly, so a hung request can never hold up the elector.
+ */
+export interface ResourceLock {
+  /** Reads the record; `raw` is the serialised form the elector compares to notice any change. */
+  get(signal?: AbortSignal): Promise<{ record: LeaderElectionRecord; raw: string }>;
+  /** Creates the record; `AlreadyExistsError` if it exists. */
+  create(record: LeaderElectionRecord, signal?: AbortSignal): Promise<void>;
+  /** Replaces the record if nobody wrote since our last get/create/update; `ConflictError` otherwise. */
+  update(record: LeaderElectionRecord, signal?: AbortSignal): Promise<void>;
+  /** `"became leader"` / `"stopped leading"`; backends without events ignore it. */
+  recordEvent(message: string): void;
+  identity(): string;
+  /** Human-readable location of the lease, e.g. `default/my-lease` or `/run/user/1000/leader-run/x`. */
+  describe(): string;
+  /**
+   * Optional fast hand-over: calls `onChange` (possibly spuriously) when the record may have changed,
+   * until `signal` aborts. Correctness never depends on it; the elector keeps its retry loop.
+   */
+  watch?(onChange: () => void, signal: AbortSignal): void;
+  /** Releases connections and handles; the lock is unusable afterwards. */
+  close?(): Promise<void>;
+}
+
+/** Base of every error a backend raises, so callers can tell lock failures from bugs. */
+export class LockError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The record does not exist (client-go: `errors.IsNotFound`). */
+export class NotFoundError extends LockError {}
+
+/** Somebody else wrote since our last read (HTTP 409 / failed compare-and-swap). */
+export class ConflictError extends LockError {}
+
+/** `create` found a record already there. */
+export class AlreadyExistsError extends LockError {}
+
+/**
+ * The backend refuses us for good (bad credentials, permission denied, an unusable lock location).
+ * Retrying cannot help; the CLI exits 69.
+ */
+export class PermanentLockError extends LockError {}
+
+/**
+ * The stored record cannot be read (corrupt or truncated). Not permanent: the elector keeps retrying,
+ * and nobody takes over a lease it cannot read, so a bad file never leads to two leaders.
+ */
+export class CorruptRecordError extends LockError {}
