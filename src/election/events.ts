@@ -10,8 +10,12 @@ export type ElectionEvent =
   | { type: "acquired"; lock: string; term: number; record: LeaderElectionRecord }
   | { type: "renewed"; lock: string; latencyMs: number; slowPath: boolean }
   | { type: "renew_failed"; lock: string; error: unknown; deadlineInMs: number }
-  | { type: "lost"; lock: string; reason: "deadline" | "foreign_holder" | "cancelled"; holder?: string }
+  | { type: "lost"; lock: string; reason: LostReason; holder?: string }
   | { type: "work_overran"; lock: string }
   | { type: "released"; lock: string }
   | { type: "release_failed"; lock: string; error: unknown }
-  | { type: "new_leader"; lock: string; identity: string };
+  | { type: "new_leader"; lock: string; identity: string }
+  | { type: "callback_error"; lock: string; callback: "onStartedLeading" | "onNewLeader" | "onStoppedLeading"; error: unknown };
+
+/** Why leadership ended. */
+export type LostReason = "deadline" | "foreign_holder" | "cancelled";

@@ -1,0 +1,33 @@
+/**
+ * leader-run as a library: client-go's leader election for Node.js, with stricter safety
+ * (see README "Library").
+ */
+export { LeaderElector, LeadershipEndedError, runOrDie } from "./election/elector.js";
+export {
+  ElectionConfigError,
+  JITTER_FACTOR,
+  validateElectionConfig,
+  type ElectionConfig,
+  type LeaderCallbacks,
+} from "./election/config.js";
+export { HealthzAdaptor, newLeaderHealthzAdaptor, type LeaderHealthChecker } from "./election/healthz.js";
+export { setMetricsProvider, type MetricsProvider } from "./election/metrics.js";
+export type { ElectionEvent, LostReason } from "./election/events.js";
+export {
+  emptyRecord,
+  formatTime,
+  parseTime,
+  recordFromJSON,
+  recordToJSON,
+  type LeaderElectionRecord,
+} from "./election/record.js";
+export { SystemClock, systemClock, seededRandom, sleep, type Clock, type TimerHandle } from "./election/clock.js";
+export {
+  AlreadyExistsError,
+  ConflictError,
+  CorruptRecordError,
+  LockError,
+  NotFoundError,
+  PermanentLockError,
+  type ResourceLock,
+} from "./election/lock.js";
