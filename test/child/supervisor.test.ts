@@ -1,0 +1,242 @@
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ChildSpawnError, startChild, type ChildHandle, type StartChildOptions } from "../../src/child/supervisor.js";
+import { Watchdog } from "../../src/child/watchdog.js";
+import { countLiveMembers, groupHasLiveMembers, parseGroupStat, signalNumber } from "../../src/child/process-group.js";
+import type { ChildEvent } from "../../src/child/events.js";
+import { childEnv, cleanup, marker, sleepers, waitFor } from "./fixtures/util.js";
+
+const watchdog = new Watchdog({ stderrFormat: "quiet" });
+const started: number[] = [];
+const dir = mkdtempSync(join(tmpdir(), "leader-run-child-"));
+
+after(async () => {
+  const left = cleanup(started);
+  await watchdog.close();
+  rmSync(dir, { recursive: true, force: true });
+  assert.deepEqual(left, [], "marked sleep processes were left behind");
+});
+
+async function start(options: Partial<StartChildOptions> & { command: string[] }): Promise<ChildHandle> {
+  const child = await startChild({
+    shell: false,
+    env: childEnv(),
+    killSignal: "SIGTERM",
+    killGraceMs: 3000,
+    watchdog,
+    ...options,
+  });
+  started.push(child.pgid);
+  return child;
+}
+
+/** States (R, S, Z, …) of every process in the group, zombies included. */
+function groupStates(pgid: number): string[] {
+  const states: string[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = parseGroupStat(readFileSync(`/proc/${entry}/stat`, "utf8"));
+      if (stat?.pgrp === pgid) states.push(stat.state);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return states;
+}
+
+function pgrpOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 1).trim().split(/\s+/)[2]);
+}
+
+describe("exit status", () => {
+  test("passes the child's exit code through", async () => {
+    const child = await start({ command: ["sh", "-c", "exit 7"] });
+    assert.deepEqual(await child.exited, { code: 7, signal: null, exitCode: 7 });
+  });
+
+  test("reports 128+N when the child dies of signal N", async () => {
+    const child = await start({ command: ["sh", "-c", "kill -USR2 $$"] });
+    assert.deepEqual(await child.exited, { code: null, signal: "SIGUSR2", exitCode: 128 + signalNumber("SIGUSR2") });
+  });
+
+  test("gives the child exactly the environment passed in", async () => {
+    process.env.LEADER_RUN_TEST_LEAK = "leaked";
+    try {
+      const child = await start({
+        command: ["sh", "-c", '[ "$FOO" = "bar baz" ] && [ -z "$LEADER_RUN_TEST_LEAK" ]'],
+        env: { ...childEnv(), FOO: "bar baz" },
+      });
+      assert.equal((await child.exited).exitCode, 0);
+    } finally {
+      delete process.env.LEADER_RUN_TEST_LEAK;
+    }
+  });
+
+  test("--shell runs the joined words through /bin/sh -c", async () => {
+    const child = await start({ command: ["exit", "$((2", "+", "3))"], shell: true });
+    assert.equal((await child.exited).exitCode, 5);
+  });
+
+  test("--shell reports the shell's 127 for an unknown command instead of failing to spawn", async () => {
+    const child = await start({ command: ["no-such-command-leader-run-test", "2>/dev/null"], shell: true });
+    assert.equal((await child.exited).exitCode, 127);
+  });
+});
+
+describe("process group", () => {
+  test("the child leads its own process group, separate from ours", async () => {
+    const m = marker();
+    const child = await start({ command: ["sleep", m] });
+    assert.equal(child.pgid, child.pid);
+    assert.equal(pgrpOf(child.pid), child.pid);
+    assert.notEqual(pgrpOf(process.pid), child.pgid);
+    await child.stop("test over");
+  });
+
+  test("stop ends the shell and all its grandchildren", async () => {
+    const [m1, m2] = [marker(), marker()];
+    const events: ChildEvent[] = [];
+    const child = await start({ command: ["sleep", m1, "&", "sleep", m2, ";", "wait"], shell: true, log: (e) => events.push(e) });
+    await waitFor("both grandchildren", () => sleepers(m1).length === 1 && sleepers(m2).length === 1);
+    const result = await child.stop("lost leadership");
+    assert.equal(result.groupGone, true);
+    assert.equal(result.signalled, true);
+    assert.equal(result.escalated, false);
+    assert.equal(result.exit?.signal, "SIGTERM");
+    assert.equal(result.exit?.exitCode, 143);
+    assert.deepEqual(sleepers(m1), []);
+    assert.deepEqual(sleepers(m2), []);
+    assert.equal(groupHasLiveMembers(child.pgid), false);
+    assert.ok(events.some((e) => e.type === "killing" && e.signal === "SIGTERM" && e.reason === "lost leadership"));
+    assert.deepEqual(watchdog.watching().includes(child.pgid), false, "a reaped group is unregistered from the watchdog");
+  });
+
+  test("a group that ignores the kill signal is SIGKILLed after the grace", async () => {
+    const m = marker();
+    const grace = 800;
+    const child = await start({ command: [`trap '' TERM; sleep ${m} & wait`], shell: true, killGraceMs: grace });
+    await waitFor("the sleeper", () => sleepers(m).length === 1);
+    const t0 = performance.now();
+    const result = await child.stop("test");
+    const took = performance.now() - t0;
+    assert.equal(result.escalated, true);
+    assert.equal(result.groupGone, true);
+    assert.equal(result.exit?.signal, "SIGKILL");
+    assert.equal(result.exit?.exitCode, 137);
+    assert.ok(took >= grace * 0.9, `SIGKILL came after ${took} ms, before the ${grace} ms grace`);
+    assert.ok(took < grace + 5000, `stop took ${took} ms`);
+    assert.deepEqual(sleepers(m), []);
+  });
+
+  test("stop after the child exited by itself kills processes it left in its group", async () => {
+    const m = marker();
+    const events: ChildEvent[] = [];
+    const child = await start({ command: [`sleep ${m} & exit 3`], shell: true, log: (e) => events.push(e) });
+    assert.equal((await child.exited).exitCode, 3);
+    assert.equal(sleepers(m).length, 1);
+    assert.ok(events.some((e) => e.type === "stragglers"));
+    assert.ok(watchdog.watching().includes(child.pgid), "the group stays guarded while stragglers live");
+    const result = await child.stop("child exited");
+    assert.equal(result.signalled, true);
+    assert.equal(result.groupGone, true);
+    assert.equal(result.exit?.exitCode, 3, "the exit reported is still the leader's own");
+    assert.deepEqual(sleepers(m), []);
+  });
+
+  test("stop after a clean exit sends nothing and returns at once", async () => {
+    const child = await start({ command: ["true"] });
+    await child.exited;
+    const result = await child.stop("child exited");
+    assert.deepEqual(result, { exit: { code: 0, signal: null, exitCode: 0 }, groupGone: true, signalled: false, escalated: false });
+    assert.equal(child.signal("SIGTERM"), false, "no signal goes to a group known to be gone");
+  });
+
+  test("stop without a first signal waits for the child, then SIGKILLs after the grace", async () => {
+    const m = marker();
+    const child = await start({ command: ["sleep", m], killGraceMs: 500 });
+    const t0 = performance.now();
+    const result = await child.stop("forwarded SIGINT", { firstSignal: null });
+    assert.ok(performance.now() - t0 >= 450);
+    assert.equal(result.escalated, true);
+    assert.equal(result.exit?.signal, "SIGKILL");
+
+    const quick = await start({ command: ["sleep", "0.2"], killGraceMs: 10_000 });
+    const r2 = await quick.stop("forwarded SIGTERM", { firstSignal: null });
+    assert.deepEqual(r2.exit, { code: 0, signal: null, exitCode: 0 });
+    assert.equal(r2.escalated, false);
+  });
+
+  test("stop is idempotent: concurrent callers share one stop", async () => {
+    const child = await start({ command: ["sleep", marker()] });
+    const a = child.stop("one");
+    const b = child.stop("two");
+    assert.equal(a, b);
+    assert.equal((await a).groupGone, true);
+  });
+
+  test("zombies do not count as live members of the group", async () => {
+    const m = marker();
+    // The shell forks a short sleep, then becomes a long sleep that never reaps it: a zombie.
+    const child = await start({ command: [`sleep 0.1 & exec sleep ${m}`], shell: true });
+    await waitFor("the zombie", () => groupStates(child.pgid).includes("Z"));
+    assert.deepEqual(groupStates(child.pgid).sort(), ["S", "Z"]);
+    assert.equal(countLiveMembers(child.pgid), 1);
+    await child.stop("test over");
+  });
+});
+
+describe("spawn errors", () => {
+  test("an unknown command is a ChildSpawnError that maps to 127", async () => {
+    await assert.rejects(start({ command: ["no-such-command-leader-run-test", "x"] }), (err: unknown) => {
+      assert.ok(err instanceof ChildSpawnError);
+      assert.equal(err.reason, "not_found");
+      assert.equal(err.exitCode, 127);
+      assert.equal(err.message, "command not found: no-such-command-leader-run-test: check the spelling and PATH");
+      return true;
+    });
+  });
+
+  test("a file without execute permission maps to 126", async () => {
+    const file = join(dir, "noexec.sh");
+    writeFileSync(file, "echo hi\n");
+    chmodSync(file, 0o644);
+    await assert.rejects(start({ command: [file] }), (err: unknown) => {
+      assert.ok(err instanceof ChildSpawnError);
+      assert.equal(err.reason, "not_executable");
+      assert.equal(err.exitCode, 126);
+      assert.match(err.message, /^permission denied: .*noexec\.sh is not executable \(chmod \+x\?\)$/);
+      return true;
+    });
+  });
+
+  test("a directory maps to 126", async () => {
+    await assert.rejects(start({ command: [dir] }), (err: unknown) => {
+      assert.ok(err instanceof ChildSpawnError);
+      assert.equal(err.exitCode, 126);
+      assert.match(err.message, /is a directory$/);
+      return true;
+    });
+  });
+
+  test("a script whose #! interpreter is missing maps to 126, not 'not found'", async () => {
+    const file = join(dir, "badinterp.sh");
+    writeFileSync(file, "#!/nonexistent/interpreter\necho hi\n");
+    chmodSync(file, 0o755);
+    await assert.rejects(start({ command: [file] }), (err: unknown) => {
+      assert.ok(err instanceof ChildSpawnError);
+      assert.equal(err.reason, "not_executable");
+      assert.equal(err.exitCode, 126);
+      assert.match(err.message, /interpreter or dynamic loader was not found$/);
+      return true;
+    });
+  });
+
+  test("an unknown kill signal is refused before anything starts", async () => {
+    await assert.rejects(start({ command: ["true"], killSignal: "SIGNOPE" as NodeJS.Signals }), RangeError);
+  });
+});
