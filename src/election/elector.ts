@@ -120,8 +120,9 @@ export class LeaderElector {
   }
 
   /**
-   * A single acquire-or-renew attempt (client-go `tryAcquireOrRenew`). Low-level: exposed for tests and
-   * for callers that drive their own loop; `run` is what applications use.
+   * A single acquire-or-renew attempt (client-go `tryAcquireOrRenew`). Low-level: exposed for tests.
+   * Outside `run` every successful attempt is an acquisition (a new term, no fast path), so do not
+   * drive a loop with it; `run` is what applications use.
    */
   async tryAcquireOrRenew(signal?: AbortSignal): Promise<boolean> {
     return (await this.attempt(signal, this.leading ? "renew" : "acquire")).ok;
@@ -321,8 +322,10 @@ export class LeaderElector {
         await this.lock.update(desired, signal);
         this.wrote(desired, sent);
         return { ok: true };
-      } catch {
-        // Fall through to the slow path (client-go: "Failed to update lease optimistically").
+      } catch (error) {
+        // Cancelled or past the deadline: a read could not change the outcome.
+        if (signal?.aborted) return { ok: false, error };
+        // Otherwise fall through to the slow path (client-go: "Failed to update lease optimistically").
       }
     }
 
