@@ -1,0 +1,130 @@
+import { readFileSync } from "node:fs";
+import { LockError } from "../election/lock.js";
+import { redactSecrets } from "../locks/url.js";
+import { CliError, ExitCode, REPORT_HINT } from "./errors.js";
+import { createLogger } from "./log.js";
+import type { LogSink, Logger } from "./log.js";
+import { parseCommandLine } from "./options.js";
+import type { LeaseTarget, ParsedCommandLine } from "./options.js";
+
+/**
+ * The `leader-run` entry point: parse, dispatch to run / status / release, and turn every failure
+ * into one line `leader-run: <message>` on stderr plus the contract's exit code. Nothing here runs
+ * at import time (bin/leader-run.js imports this on every cron run).
+ */
+
+export interface MainIO {
+  stdout: LogSink;
+  stderr: LogSink;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+const PREFIX = "leader-run: ";
+
+export async function main(argv: readonly string[], io: Partial<MainIO> = {}): Promise<number> {
+  const stdout = io.stdout ?? process.stdout;
+  const stderr = io.stderr ?? process.stderr;
+  const env = io.env ?? process.env;
+  let parsed: ParsedCommandLine | undefined;
+  try {
+    parsed = await parseCommandLine(argv, { env, cwd: io.cwd ?? process.cwd(), version: packageVersion() });
+    if (parsed.command === "output") {
+      stdout.write(parsed.text);
+      return ExitCode.OK;
+    }
+    if (parsed.command === "run") {
+      // run.ts adds lease and identity to its lines and logs the option warnings itself.
+      const log = createLogger({ level: parsed.options.logLevel, format: parsed.options.logFormat, sink: stderr });
+      const { runLeader } = await import("./run.js");
+      return await runLeader(parsed.options, log);
+    }
+    const log = loggerFor(parsed.options, stderr);
+    for (const warning of parsed.options.warnings) log.warn("warning", {}, warning);
+    switch (parsed.command) {
+      case "status": {
+        const { runStatus } = await import("./status.js");
+        return await runStatus(parsed.options, stdout);
+      }
+      case "release": {
+        const { runRelease } = await import("./release.js");
+        return await runRelease(parsed.options, stdout);
+      }
+    }
+  } catch (e) {
+    const debug = parsed && parsed.command !== "output" ? parsed.options.logLevel === "debug" : wantsDebug(argv, env);
+    return reportError(e, stderr, debug);
+  }
+}
+
+/** The logger of a command: its options' format and level, with lease and identity on every line. */
+export function loggerFor(target: LeaseTarget, stderr: LogSink): Logger {
+  return createLogger({
+    level: target.logLevel,
+    format: target.logFormat,
+    sink: stderr,
+    fields: { lease: target.name, identity: target.identity },
+  });
+}
+
+/** Error classes of other modules that mean "fix your flags" (they cannot import ours). */
+const USAGE_ERROR_NAMES = new Set(["ElectionConfigError", "FileLockConfigError", "RedisConfigError", "HttpAddressError", "HttpListenError"]);
+
+/** Maps an error to its exit code (and whether it is a bug). */
+export function exitCodeFor(e: unknown): { code: number; internal: boolean } {
+  if (e instanceof CliError) return { code: e.exitCode, internal: false };
+  if (e instanceof Error) {
+    if (USAGE_ERROR_NAMES.has(e.name)) return { code: ExitCode.USAGE, internal: false };
+    // PermanentLockError, or any lock failure that reaches us (a backend a one-shot command cannot
+    // reach): the backend is unavailable to us.
+    if (e instanceof LockError) return { code: ExitCode.UNAVAILABLE, internal: false };
+  }
+  return { code: ExitCode.INTERNAL, internal: true };
+}
+
+export function reportError(e: unknown, stderr: LogSink, debug: boolean): number {
+  const { code, internal } = exitCodeFor(e);
+  const message = oneLine(e instanceof Error ? e.message || e.name : String(e));
+  try {
+    if (internal) {
+      stderr.write(
+        `${PREFIX}internal error: ${message}; ${REPORT_HINT}${debug ? "" : " (--log-level debug shows the stack)"}\n`,
+      );
+    } else {
+      stderr.write(`${PREFIX}${message}\n`);
+    }
+    if (debug && e instanceof Error && e.stack) stderr.write(`${redactSecrets(e.stack)}\n`);
+  } catch {
+    // stderr closed: the exit code still tells.
+  }
+  return code;
+}
+
+function oneLine(text: string): string {
+  return redactSecrets(text).replace(/\s*\n\s*/g, "; ");
+}
+
+/** `--log-level debug` before options could be parsed (for the stack of an early internal error). */
+function wantsDebug(argv: readonly string[], env: NodeJS.ProcessEnv): boolean {
+  const end = argv.indexOf("--");
+  const own = end < 0 ? argv : argv.slice(0, end);
+  for (let i = 0; i < own.length; i++) {
+    if (own[i] === "--log-level=debug" || (own[i] === "--log-level" && own[i + 1] === "debug")) return true;
+  }
+  return env.LEADER_RUN_LOG_LEVEL === "debug";
+}
+
+let version: string | undefined;
+
+/** From package.json, two levels up from both src/cli and dist/cli. */
+export function packageVersion(): string {
+  if (version === undefined) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: unknown };
+      version = typeof pkg.version === "string" ? pkg.version : "unknown";
+    } catch {
+      version = "unknown";
+    }
+  }
+  return version;
+}

@@ -1,0 +1,76 @@
+import { ConflictError } from "../election/lock.js";
+import type { LeaderElectionRecord } from "../election/record.js";
+import { ExitCode, NotAcquiredError, UnavailableError, UsageError } from "./errors.js";
+import type { LogSink } from "./log.js";
+import type { ReleaseOptions } from "./options.js";
+import { openTargetLock, readRecord, withTimeout } from "./status.js";
+
+/**
+ * `leader-run release`: writes client-go's released record (`holderIdentity ""`,
+ * `leaseDurationSeconds 1`, acquire and renew time now, transitions kept) with compare-and-swap, only
+ * when the freshly read holder is `--identity`, or whoever it is with `--force`. A concurrent write
+ * makes the CAS fail; we re-read and decide again, a few times.
+ */
+
+const ATTEMPTS = 5;
+
+export interface ReleaseResult {
+  lease: string;
+  location: string;
+  released: boolean;
+  /** The holder before, null if none. */
+  previousHolder: string | null;
+  term: number | null;
+}
+
+export function releasedRecord(previous: LeaderElectionRecord, now: Date): LeaderElectionRecord {
+  return {
+    holderIdentity: "",
+    leaseDurationSeconds: 1,
+    acquireTime: now,
+    renewTime: now,
+    leaderTransitions: previous.leaderTransitions,
+  };
+}
+
+export async function runRelease(options: ReleaseOptions, stdout: LogSink, now: () => Date = () => new Date()): Promise<number> {
+  if (!options.force && options.identityDerived) {
+    throw new UsageError(
+      "release needs --identity <holder> (the identity leader-run logged, or `leader-run status` shows), or --force to release whoever holds it",
+    );
+  }
+  const lock = await openTargetLock(options);
+  try {
+    const result = await withTimeout(`releasing lease ${options.name}`, async (signal) => {
+      for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+        const record = await readRecord(lock, signal);
+        const base = { lease: options.name, location: lock.describe() };
+        if (record === null || record.holderIdentity === "") {
+          return { ...base, released: false, previousHolder: null, term: record?.leaderTransitions ?? null };
+        }
+        if (!options.force && record.holderIdentity !== options.identity) {
+          throw new NotAcquiredError(
+            `lease ${options.name} is held by ${record.holderIdentity}, not ${options.identity}; nothing released (--force releases it anyway)`,
+          );
+        }
+        try {
+          await lock.update(releasedRecord(record, now()), signal);
+        } catch (e) {
+          if (e instanceof ConflictError) continue;
+          throw e;
+        }
+        return { ...base, released: true, previousHolder: record.holderIdentity, term: record.leaderTransitions };
+      }
+      throw new UnavailableError(`lease ${options.name} kept changing while releasing it (${ATTEMPTS} attempts); try again`);
+    });
+    stdout.write(options.output === "json" ? `${JSON.stringify(result)}\n` : releaseText(result));
+    return ExitCode.OK;
+  } finally {
+    await lock.close?.();
+  }
+}
+
+function releaseText(r: ReleaseResult): string {
+  if (!r.released) return `lease ${r.lease} is not held; nothing to release\n`;
+  return `released lease ${r.lease} (held by ${r.previousHolder ?? "-"}, term ${r.term ?? "-"})\n`;
+}
