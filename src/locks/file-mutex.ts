@@ -1,0 +1,194 @@
+import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
+import { link, lstat, open, readFile, rename, unlink } from "node:fs/promises";
+import { performance } from "node:perf_hooks";
+import { setTimeout as delay } from "node:timers/promises";
+import { LockError, PermanentLockError } from "../election/lock.js";
+import { currentProcess, processLiveness, sameHost, type ProcessIdentity } from "./file-process.js";
+
+/**
+ * The short critical section that makes the file lock's compare-and-swap exact across processes.
+ *
+ * Node has no flock(2), so this is an O_EXCL lock file naming its holder (pid, boot id, pid namespace,
+ * start time). Why not proper-lockfile: it installs process-wide signal handlers on import (signal-exit),
+ * breaks stale locks by mtime only (a crashed holder blocks for the whole stale period), and its
+ * rmdir-then-mkdir break lets two breakers both win. Here:
+ *
+ * - A lock whose holder is on this host and provably dead is stale at once; any lock older than `staleMs`
+ *   (by mtime) is stale too, which covers holders we cannot inspect and holders that hang.
+ * - A breaker moves the stale file aside with rename() and checks that what it moved is what it judged
+ *   stale; if a fresh lock slipped in between, it links it back. So a live holder is never robbed
+ *   silently.
+ * - A holder re-checks, right before it commits, that its lock file is still its own and that it has
+ *   spent less than `staleMs / 2` inside; otherwise it writes nothing. Left over: a holder paused for
+ *   longer than `staleMs` exactly between that check and its rename(), the same residual risk as any
+ *   process paused past its lease.
+ */
+export interface FileMutexOptions {
+  /** A lock older than this is broken. Default 5000 ms. */
+  staleMs?: number;
+  /** Give up waiting after this long. Default `2 * staleMs`. */
+  timeoutMs?: number;
+}
+
+interface LockInfo extends ProcessIdentity {
+  token: string;
+}
+
+export interface MutexHandle {
+  /** Throws unless the lock is still ours and young enough that nobody may have broken it. */
+  verify(): Promise<void>;
+  release(): Promise<void>;
+}
+
+const CREATE_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
+
+function errno(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | null)?.code;
+}
+
+export class FileMutex {
+  readonly path: string;
+  private readonly staleMs: number;
+  private readonly timeoutMs: number;
+
+  constructor(path: string, options: FileMutexOptions = {}) {
+    this.path = path;
+    this.staleMs = options.staleMs ?? 5000;
+    this.timeoutMs = options.timeoutMs ?? 2 * this.staleMs;
+  }
+
+  async acquire(signal?: AbortSignal): Promise<MutexHandle> {
+    const self = await currentProcess();
+    const content = JSON.stringify({ ...self, token: randomBytes(16).toString("hex") } satisfies LockInfo);
+    const start = performance.now();
+    let wait = 2;
+    let holder = "an unknown process";
+    for (;;) {
+      signal?.throwIfAborted();
+      const acquiredAt = performance.now();
+      if (await this.tryCreate(content)) return this.handle(content, acquiredAt);
+      const verdict = await this.breakIfStale(self);
+      holder = verdict.holder ?? holder;
+      if (performance.now() - start > this.timeoutMs) {
+        throw new LockError(
+          `timed out after ${Math.round(this.timeoutMs / 1000)}s waiting for the lock file ${this.path} held by ${holder}; ` +
+            `remove it if that process is not running leader-run`,
+        );
+      }
+      if (verdict.broken) continue; // gone or broken: try again at once
+      await delay(wait * (0.5 + Math.random()), undefined, { signal });
+      wait = Math.min(wait * 2, 50);
+    }
+  }
+
+  private async tryCreate(content: string): Promise<boolean> {
+    let fh;
+    try {
+      fh = await open(this.path, CREATE_FLAGS, 0o600);
+    } catch (err) {
+      const code = errno(err);
+      if (code === "EEXIST") return false;
+      if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+        throw new PermanentLockError(`cannot create the lock file ${this.path} (${code}); make its directory writable by this user`, { cause: err });
+      }
+      throw new LockError(`cannot create the lock file ${this.path}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      await fh.writeFile(content);
+      await fh.close();
+      return true;
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await unlink(this.path).catch(() => undefined);
+      throw new LockError(`cannot write the lock file ${this.path}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private handle(content: string, acquiredAt: number): MutexHandle {
+    const maxHoldMs = this.staleMs / 2;
+    const stillOurs = async (): Promise<boolean> => {
+      try {
+        return (await readFile(this.path, "utf8")) === content;
+      } catch {
+        return false;
+      }
+    };
+    return {
+      verify: async () => {
+        const held = performance.now() - acquiredAt;
+        if (held > maxHoldMs) {
+          throw new LockError(`spent ${Math.round(held)}ms holding ${this.path} (limit ${maxHoldMs}ms); not writing, will retry`);
+        }
+        if (!(await stillOurs())) throw new LockError(`the lock file ${this.path} was broken by another process; not writing, will retry`);
+      },
+      release: async () => {
+        // If it was broken, the file there now belongs to somebody else.
+        if (await stillOurs()) await unlink(this.path).catch(() => undefined);
+      },
+    };
+  }
+
+  /** Breaks the lock if stale; `broken` also when it vanished meanwhile (so: try again at once). */
+  private async breakIfStale(self: ProcessIdentity): Promise<{ broken: boolean; holder?: string }> {
+    let before;
+    let content: string;
+    try {
+      before = await lstat(this.path);
+      content = await readFile(this.path, "utf8");
+      const after = await lstat(this.path);
+      if (after.ino !== before.ino || after.mtimeMs !== before.mtimeMs) return { broken: true };
+    } catch (err) {
+      if (errno(err) === "ENOENT") return { broken: true };
+      throw new LockError(`cannot inspect the lock file ${this.path}: ${(err as Error).message}`, { cause: err });
+    }
+    const info = parseLockInfo(content);
+    const holder = info ? `pid ${info.pid} on ${info.hostname}` : undefined;
+    if (!(await this.isStale(self, info, before.mtimeMs))) return { broken: false, holder };
+
+    const aside = `${this.path}.broken-${randomBytes(6).toString("hex")}`;
+    try {
+      await rename(this.path, aside);
+    } catch (err) {
+      if (errno(err) === "ENOENT") return { broken: true };
+      throw new LockError(`cannot break the stale lock file ${this.path}: ${(err as Error).message}`, { cause: err });
+    }
+    let moved = false;
+    try {
+      const st = await lstat(aside);
+      moved = st.ino === before.ino && st.mtimeMs === before.mtimeMs && (await readFile(aside, "utf8")) === content;
+    } catch {
+      // Someone cleaned it up meanwhile: whatever it was, it is gone.
+      return { broken: true };
+    }
+    // A fresh lock slipped in between our check and rename(): put it back for its holder.
+    if (!moved) await link(aside, this.path).catch(() => undefined);
+    await unlink(aside).catch(() => undefined);
+    return { broken: true };
+  }
+
+  private async isStale(self: ProcessIdentity, info: LockInfo | null, mtimeMs: number): Promise<boolean> {
+    const age = Date.now() - mtimeMs;
+    // A negative age beyond staleMs means the wall clock was set back since it was written.
+    if (Math.abs(age) > this.staleMs) return true;
+    if (info === null || !sameHost(self, info)) return false;
+    return (await processLiveness(info.pid, info.startTime)) === "gone";
+  }
+}
+
+function parseLockInfo(content: string): LockInfo | null {
+  try {
+    const v = JSON.parse(content) as Partial<LockInfo> | null;
+    if (typeof v !== "object" || v === null || !Number.isSafeInteger(v.pid) || (v.pid ?? 0) <= 0) return null;
+    return {
+      pid: v.pid as number,
+      hostname: typeof v.hostname === "string" ? v.hostname : "?",
+      bootId: typeof v.bootId === "string" ? v.bootId : null,
+      pidNamespace: typeof v.pidNamespace === "string" ? v.pidNamespace : null,
+      startTime: typeof v.startTime === "number" ? v.startTime : null,
+      token: typeof v.token === "string" ? v.token : "",
+    };
+  } catch {
+    return null; // empty (holder crashed right after creating it) or foreign: judged by age alone
+  }
+}

@@ -1,0 +1,448 @@
+import { randomBytes } from "node:crypto";
+import { constants, statSync, watch as fsWatch, type FSWatcher, type Stats } from "node:fs";
+import { link, lstat, mkdir, open, readdir, rename, unlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { isAbsolute, join, resolve } from "node:path";
+import { systemClock, type Clock } from "../election/clock.js";
+import {
+  AlreadyExistsError,
+  ConflictError,
+  CorruptRecordError,
+  LockError,
+  NotFoundError,
+  PermanentLockError,
+  type ResourceLock,
+} from "../election/lock.js";
+import { emptyRecord, type LeaderElectionRecord } from "../election/record.js";
+import { decodeLeaseFile, encodeLeaseFile, salvageTransitions, type HolderInfo, type LeaseFile } from "./file-format.js";
+import { FileMutex, type MutexHandle } from "./file-mutex.js";
+import { currentProcess, groupLiveness, processLiveness, sameHost } from "./file-process.js";
+
+/**
+ * The embedded default backend: one lease per file in a private directory, for processes on one host
+ * (or sharing a local filesystem).
+ *
+ * - Compare-and-swap: every write happens inside a short cross-process critical section (file-mutex.ts),
+ *   re-reads the file, compares it byte for byte with what this object last read or wrote, and commits
+ *   by writing a temp file, fsync, rename() (link() for create) and fsync of the directory. Readers never
+ *   lock: they see the old file or the new one, never a torn one.
+ * - Dead-holder fast takeover: the file names the holder process (and its child's process group). When
+ *   that process is provably gone on this host, `get` reports the lease as released, so a standby takes
+ *   over at its next attempt instead of after the lease duration. The CAS still compares the real bytes.
+ * - A corrupt file is an error, never a free lease, until the same bytes have sat unchanged for a whole
+ *   lease duration: by then any leader that could have written them has stopped.
+ */
+export interface FileLockOptions {
+  /** Lease name: the file name inside `dir`. */
+  name: string;
+  identity: string;
+  /** Default: `defaultLockDir()`. Created with mode 0700 when missing. */
+  dir?: string;
+  /** Must match the elector's lease duration; bounds how long a corrupt file blocks. Default 15000. */
+  leaseDurationMs?: number;
+  clock?: Clock;
+  /** How long a crashed or hung writer may block the critical section. Default 5000. */
+  criticalSectionStaleMs?: number;
+}
+
+/** Bad options (an invalid lease name): a usage error, not a lock failure. */
+export class FileLockConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "FileLockConfigError";
+  }
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const MAX_NAME = 200; // leaves room in NAME_MAX (255) for the helper files' suffixes
+const MAX_FILE_BYTES = 1 << 20;
+const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+const CREATE_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
+
+/** Throws `FileLockConfigError` unless `name` is a plain file name that cannot leave the directory. */
+export function validateLeaseName(name: string): void {
+  if (name.length === 0 || name.length > MAX_NAME || !NAME.test(name) || name.includes("..")) {
+    throw new FileLockConfigError(
+      `invalid lease name ${JSON.stringify(name)}: use 1-${MAX_NAME} letters, digits, '.', '_' or '-', ` +
+        `starting with a letter or digit, without '/' or '..'`,
+    );
+  }
+}
+
+/** `$XDG_RUNTIME_DIR/leader-run` when that is a usable directory of ours, else `<tmpdir>/leader-run-<uid>`. */
+export function defaultLockDir(env: NodeJS.ProcessEnv = process.env): string {
+  const uid = process.getuid?.();
+  const xdg = env.XDG_RUNTIME_DIR;
+  if (xdg && isAbsolute(xdg)) {
+    try {
+      const st = statSync(xdg);
+      if (st.isDirectory() && (uid === undefined || st.uid === uid)) return join(xdg, "leader-run");
+    } catch {
+      // not usable: fall back as the XDG spec asks
+    }
+  }
+  return join(tmpdir(), `leader-run-${uid ?? "user"}`);
+}
+
+function errno(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | null)?.code;
+}
+
+function octal(mode: number): string {
+  return `0${(mode & 0o777).toString(8)}`;
+}
+
+/** Rejects with the signal's reason as soon as it aborts, whatever `work` is doing. */
+function withAbort<T>(signal: AbortSignal | undefined, work: () => Promise<T>): Promise<T> {
+  if (!signal) return work();
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolvePromise, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work()
+      .then(resolvePromise, reject)
+      .finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+export class FileLock implements ResourceLock {
+  readonly dir: string;
+  readonly name: string;
+  readonly path: string;
+  private readonly id: string;
+  private readonly leaseDurationMs: number;
+  private readonly clock: Clock;
+  private readonly mutex: FileMutex;
+  /** What the file held when this object last read, created or wrote it; null: known to be absent. */
+  private expected: string | null | undefined;
+  private corrupt: { content: string; since: number } | undefined;
+  private guardedPgid: number | undefined;
+  private readonly watchers = new Set<() => void>();
+
+  constructor(options: FileLockOptions) {
+    validateLeaseName(options.name);
+    if (!options.identity) throw new FileLockConfigError("identity must not be empty");
+    const ld = options.leaseDurationMs ?? 15_000;
+    if (!(ld > 0)) throw new FileLockConfigError(`leaseDurationMs must be positive, got ${ld}`);
+    this.name = options.name;
+    this.id = options.identity;
+    this.dir = resolve(options.dir ?? defaultLockDir());
+    this.path = join(this.dir, this.name);
+    this.leaseDurationMs = ld;
+    this.clock = options.clock ?? systemClock;
+    // Helper files start with '.' and use '~', which lease names cannot contain: no name can clash.
+    this.mutex = new FileMutex(this.helperPath("lock"), { staleMs: options.criticalSectionStaleMs ?? 5000 });
+  }
+
+  identity(): string {
+    return this.id;
+  }
+
+  describe(): string {
+    return this.path;
+  }
+
+  recordEvent(_message: string): void {
+    // A file has nowhere to keep events.
+  }
+
+  /**
+   * The process group of the command run under this lease, or undefined once it is gone. The next record
+   * this object writes as holder names it, and a standby on this host then waits for the group to die.
+   * Writing a released record forgets it.
+   */
+  setGuardedProcessGroup(pgid: number | undefined): void {
+    if (pgid !== undefined && (!Number.isSafeInteger(pgid) || pgid <= 1)) {
+      throw new RangeError(`process group id must be an integer > 1, got ${pgid}`);
+    }
+    this.guardedPgid = pgid;
+  }
+
+  get(signal?: AbortSignal): Promise<{ record: LeaderElectionRecord; raw: string }> {
+    return withAbort(signal, async () => {
+      await this.ensureDir();
+      const content = await this.readLease();
+      if (content === null) {
+        this.expected = null;
+        this.corrupt = undefined;
+        throw new NotFoundError(`lease file ${this.path} does not exist`);
+      }
+      let parsed: LeaseFile;
+      try {
+        parsed = decodeLeaseFile(content);
+      } catch (err) {
+        return { record: this.corruptRecord(content, err as Error), raw: content };
+      }
+      this.corrupt = undefined;
+      this.expected = content;
+      const record = (await this.holderIsGone(parsed)) ? { ...parsed.record, holderIdentity: "" } : parsed.record;
+      return { record, raw: content };
+    });
+  }
+
+  create(record: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
+    return withAbort(signal, async () => {
+      await this.ensureDir();
+      const content = await this.encode(record);
+      await this.critical(signal, async (mutex) => {
+        try {
+          await lstat(this.path);
+          throw new AlreadyExistsError(`lease file ${this.path} already exists`);
+        } catch (err) {
+          if (errno(err) !== "ENOENT") throw err;
+        }
+        await this.commit(content, mutex, signal, "link");
+      });
+      this.wrote(record, content);
+    });
+  }
+
+  update(record: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
+    return withAbort(signal, async () => {
+      await this.ensureDir();
+      const expected = this.expected;
+      const content = await this.encode(record);
+      await this.critical(signal, async (mutex) => {
+        const current = await this.readLease();
+        if (current === null) throw new NotFoundError(`lease file ${this.path} does not exist`);
+        if (expected === undefined || expected === null) {
+          throw new ConflictError(`lease file ${this.path}: update without a previous read`);
+        }
+        if (current !== expected) throw new ConflictError(`lease file ${this.path} changed since this process last read it`);
+        await this.commit(content, mutex, signal, "rename");
+      });
+      this.wrote(record, content);
+    });
+  }
+
+  watch(onChange: () => void, signal: AbortSignal): void {
+    if (signal.aborted) return;
+    let watcher: FSWatcher | undefined;
+    let retry: NodeJS.Timeout | undefined;
+    const notify = (): void => {
+      try {
+        onChange();
+      } catch {
+        // a notification is only a hint; the elector's retry loop stays authoritative
+      }
+    };
+    const restartLater = (): void => {
+      retry = setTimeout(start, 1000);
+      retry.unref();
+    };
+    // The directory, not the file: the file is replaced by rename() on every write.
+    const start = (): void => {
+      if (signal.aborted) return;
+      try {
+        watcher = fsWatch(this.dir, { persistent: false }, (_event, filename) => {
+          if (filename === null || filename === this.name) notify();
+        });
+        watcher.on("error", () => {
+          watcher?.close();
+          watcher = undefined;
+          notify();
+          restartLater();
+        });
+      } catch {
+        restartLater();
+      }
+    };
+    const stop = (): void => {
+      watcher?.close();
+      watcher = undefined;
+      clearTimeout(retry);
+      this.watchers.delete(stop);
+      signal.removeEventListener("abort", stop);
+    };
+    this.watchers.add(stop);
+    signal.addEventListener("abort", stop, { once: true });
+    start();
+  }
+
+  async close(): Promise<void> {
+    for (const stop of [...this.watchers]) stop();
+  }
+
+  private helperPath(kind: string): string {
+    return join(this.dir, `.${this.name}~${kind}`);
+  }
+
+  private wrote(record: LeaderElectionRecord, content: string): void {
+    this.expected = content;
+    this.corrupt = undefined;
+    if (record.holderIdentity === "") this.guardedPgid = undefined;
+  }
+
+  private async encode(record: LeaderElectionRecord): Promise<string> {
+    const holder: HolderInfo = { ...(await currentProcess()) };
+    if (record.holderIdentity === this.id && this.guardedPgid !== undefined) holder.childPgid = this.guardedPgid;
+    return encodeLeaseFile(record, holder);
+  }
+
+  /** Unreadable bytes block takeover until they have been seen unchanged for a whole lease duration. */
+  private corruptRecord(content: string, err: Error): LeaderElectionRecord {
+    const now = this.clock.now();
+    if (this.corrupt?.content !== content) this.corrupt = { content, since: now };
+    const seenMs = now - this.corrupt.since;
+    if (seenMs >= this.leaseDurationMs) {
+      this.expected = content;
+      return { ...emptyRecord(), leaderTransitions: salvageTransitions(content) };
+    }
+    const left = ((this.leaseDurationMs - seenMs) / 1000).toFixed(1);
+    throw new CorruptRecordError(
+      `lease file ${this.path} is corrupt: ${err.message}; it will be overwritten only after staying unchanged ` +
+        `for the lease duration (${left}s left); fix or remove it if no leader-run process uses it`,
+      { cause: err },
+    );
+  }
+
+  /** The holder process on this host is gone, and so is every process of its child's group. */
+  private async holderIsGone(file: LeaseFile): Promise<boolean> {
+    const holder = file.holder;
+    if (holder === null || file.record.holderIdentity === "") return false;
+    if (!sameHost(await currentProcess(), holder)) return false;
+    if ((await processLiveness(holder.pid, holder.startTime)) !== "gone") return false;
+    return holder.childPgid === undefined || groupLiveness(holder.childPgid) === "gone";
+  }
+
+  private async critical<T>(signal: AbortSignal | undefined, fn: (mutex: MutexHandle) => Promise<T>): Promise<T> {
+    const mutex = await this.mutex.acquire(signal);
+    try {
+      return await fn(mutex);
+    } finally {
+      await mutex.release();
+    }
+  }
+
+  /** Temp file, fsync, then rename() over the lease (or link(), which fails if it exists), fsync dir. */
+  private async commit(content: string, mutex: MutexHandle, signal: AbortSignal | undefined, how: "rename" | "link"): Promise<void> {
+    await this.removeStrays();
+    const tmp = this.helperPath(`tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
+    let placed = false;
+    try {
+      const fh = await open(tmp, CREATE_FLAGS, 0o644);
+      try {
+        await fh.writeFile(content);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      // Nothing may land once the caller has given up on us or our critical section was broken.
+      signal?.throwIfAborted();
+      await mutex.verify();
+      signal?.throwIfAborted();
+      if (how === "rename") {
+        await rename(tmp, this.path);
+        placed = true;
+      } else {
+        try {
+          await link(tmp, this.path);
+        } catch (err) {
+          if (errno(err) === "EEXIST") throw new AlreadyExistsError(`lease file ${this.path} already exists`);
+          throw err;
+        }
+      }
+    } catch (err) {
+      throw this.fsError(err, `cannot write lease file ${this.path}`);
+    } finally {
+      if (!placed) await unlink(tmp).catch(() => undefined);
+    }
+    await this.syncDir();
+  }
+
+  /**
+   * Temp files of a writer that crashed, and stale locks a breaker moved aside before crashing. We hold
+   * the critical section, so no live writer is using them; one whose section was broken must not commit.
+   */
+  private async removeStrays(): Promise<void> {
+    const prefixes = [`.${this.name}~tmp-`, `.${this.name}~lock.broken-`];
+    let entries: string[];
+    try {
+      entries = await readdir(this.dir);
+    } catch {
+      return;
+    }
+    await Promise.all(
+      entries
+        .filter((e) => prefixes.some((p) => e.startsWith(p)))
+        .map((e) => unlink(join(this.dir, e)).catch(() => undefined)),
+    );
+  }
+
+  private async syncDir(): Promise<void> {
+    try {
+      const fh = await open(this.dir, constants.O_RDONLY);
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      // Durability across power loss only; some filesystems cannot fsync a directory.
+    }
+  }
+
+  /** The lease file's bytes, or null when absent. Refuses symlinks, foreign files and writable modes. */
+  private async readLease(): Promise<string | null> {
+    let fh;
+    try {
+      fh = await open(this.path, READ_FLAGS);
+    } catch (err) {
+      if (errno(err) === "ENOENT") return null;
+      if (errno(err) === "ELOOP") {
+        throw new PermanentLockError(`lease file ${this.path} is a symlink; remove it (rm ${this.path})`);
+      }
+      throw this.fsError(err, `cannot read lease file ${this.path}`);
+    }
+    try {
+      const st = await fh.stat();
+      this.checkSafe(st, this.path, "lease file", "remove it");
+      if (!st.isFile()) throw new PermanentLockError(`lease file ${this.path} is not a regular file; remove it`);
+      if (st.size > MAX_FILE_BYTES) {
+        throw new CorruptRecordError(`lease file ${this.path} is corrupt: ${st.size} bytes is far too large; remove it`);
+      }
+      return await fh.readFile("utf8");
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Creates the directory (0700) if missing; refuses one that others could tamper with. */
+  private async ensureDir(): Promise<void> {
+    let st: Stats;
+    try {
+      st = await lstat(this.dir);
+    } catch (err) {
+      if (errno(err) !== "ENOENT") throw this.fsError(err, `cannot use lock directory ${this.dir}`);
+      try {
+        await mkdir(this.dir, { recursive: true, mode: 0o700 });
+        st = await lstat(this.dir);
+      } catch (err2) {
+        throw this.fsError(err2, `cannot create lock directory ${this.dir}`);
+      }
+    }
+    const fix = "remove it or choose another directory with --lock file:<dir>";
+    if (st.isSymbolicLink()) throw new PermanentLockError(`lock directory ${this.dir} is a symlink; ${fix}`);
+    if (!st.isDirectory()) throw new PermanentLockError(`lock directory ${this.dir} is not a directory; ${fix}`);
+    this.checkSafe(st, this.dir, "lock directory", fix);
+  }
+
+  private checkSafe(st: Stats, path: string, what: string, fix: string): void {
+    const uid = process.getuid?.();
+    if (uid !== undefined && st.uid !== uid) {
+      throw new PermanentLockError(`${what} ${path} is owned by uid ${st.uid}, not by this user (uid ${uid}); ${fix}`);
+    }
+    if ((st.mode & 0o022) !== 0) {
+      throw new PermanentLockError(`${what} ${path} is writable by group or others (mode ${octal(st.mode)}); run chmod go-w ${path}`);
+    }
+  }
+
+  private fsError(err: unknown, what: string): Error {
+    if (err instanceof LockError || (err as Error | null)?.name === "AbortError") return err as Error;
+    const code = errno(err);
+    if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+      return new PermanentLockError(`${what}: permission denied (${code}); make it writable by this user or choose another directory with --lock file:<dir>`, { cause: err });
+    }
+    return new LockError(`${what}: ${(err as Error).message}`, { cause: err });
+  }
+}

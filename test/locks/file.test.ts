@@ -1,0 +1,455 @@
+import assert from "node:assert/strict";
+import { chmod, chown, lstat, mkdir, readdir, readFile, symlink, utimes, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import {
+  AlreadyExistsError,
+  ConflictError,
+  CorruptRecordError,
+  NotFoundError,
+  PermanentLockError,
+} from "../../src/election/lock.js";
+import { encodeLeaseFile } from "../../src/locks/file-format.js";
+import { FileMutex } from "../../src/locks/file-mutex.js";
+import { currentProcess } from "../../src/locks/file-process.js";
+import { defaultLockDir, FileLock, FileLockConfigError } from "../../src/locks/file.js";
+import { FakeClock } from "../support/fake-clock.js";
+import { Processes, record, startTimeOf, tempDir, waitFor } from "./file-helpers.js";
+
+const isRoot = process.getuid?.() === 0;
+const procs = new Processes();
+let root: { dir: string; cleanup: () => Promise<void> };
+let n = 0;
+
+/** A fresh lock directory (not yet created) inside the test's private temp dir. */
+function freshDir(): string {
+  return join(root.dir, `d${++n}`);
+}
+
+before(async () => {
+  root = await tempDir();
+});
+
+after(async () => {
+  await procs.killAll();
+  await root.cleanup();
+});
+
+describe("FileLock basics", () => {
+  test("create writes client-go field names plus a leaderRun description of this process, and get returns it", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    await lock.create(record("a", 0));
+    const { record: got, raw } = await lock.get();
+    assert.equal(got.holderIdentity, "a");
+    assert.equal(got.leaderTransitions, 0);
+    assert.equal(raw, await readFile(join(dir, "job"), "utf8"));
+    const json = JSON.parse(raw) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(json), [
+      "holderIdentity",
+      "leaseDurationSeconds",
+      "acquireTime",
+      "renewTime",
+      "leaderTransitions",
+      "leaderRun",
+    ]);
+    assert.match(String(json.renewTime), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    const leaderRun = json.leaderRun as Record<string, unknown>;
+    const self = await currentProcess();
+    assert.equal(leaderRun.pid, process.pid);
+    assert.equal(leaderRun.bootId, self.bootId);
+    assert.equal(leaderRun.pidNamespace, self.pidNamespace);
+    assert.equal(typeof leaderRun.startTime, "number");
+    assert.equal(leaderRun.childPgid, undefined);
+    assert.equal(lock.describe(), join(dir, "job"));
+    assert.equal(lock.identity(), "a");
+  });
+
+  test("the lock directory is created with mode 0700", async () => {
+    const dir = join(freshDir(), "nested");
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    await assert.rejects(lock.get(), NotFoundError);
+    assert.equal((await lstat(dir)).mode & 0o777, 0o700);
+  });
+
+  test("create fails with AlreadyExistsError when the lease file exists", async () => {
+    const dir = freshDir();
+    await new FileLock({ name: "job", identity: "a", dir }).create(record("a"));
+    await assert.rejects(new FileLock({ name: "job", identity: "b", dir }).create(record("b")), AlreadyExistsError);
+  });
+
+  test("get and update reject with NotFoundError when the lease file is missing", async () => {
+    const lock = new FileLock({ name: "job", identity: "a", dir: freshDir() });
+    await assert.rejects(lock.get(), (err: Error) => err instanceof NotFoundError && err.message.includes("job"));
+    await assert.rejects(lock.update(record("a")), NotFoundError);
+  });
+
+  test("update is a compare-and-swap: it fails with ConflictError after another instance wrote", async () => {
+    const dir = freshDir();
+    const a = new FileLock({ name: "job", identity: "a", dir });
+    const b = new FileLock({ name: "job", identity: "b", dir });
+    await a.create(record("a", 0));
+    await b.get();
+    await b.update(record("b", 1));
+    await assert.rejects(a.update(record("a", 1)), ConflictError);
+    assert.equal((await b.get()).record.holderIdentity, "b", "a failed CAS writes nothing");
+    await a.get();
+    await a.update(record("a", 2));
+    await assert.rejects(b.update(record("b", 2)), ConflictError);
+    // Our own writes keep the CAS base current: consecutive updates succeed.
+    await a.update(record("a", 2));
+    await a.update(record("a", 2));
+    assert.equal((await a.get()).record.holderIdentity, "a");
+  });
+
+  test("update without a previous read is a conflict", async () => {
+    const dir = freshDir();
+    await new FileLock({ name: "job", identity: "a", dir }).create(record("a"));
+    await assert.rejects(new FileLock({ name: "job", identity: "b", dir }).update(record("b")), ConflictError);
+  });
+
+  test("of many instances racing to update the same version exactly one wins", async () => {
+    const dir = freshDir();
+    await new FileLock({ name: "job", identity: "seed", dir }).create(record("seed", 0));
+    const locks = Array.from({ length: 8 }, (_, i) => new FileLock({ name: "job", identity: `p${i}`, dir }));
+    for (let round = 1; round <= 5; round++) {
+      await Promise.all(locks.map((l) => l.get()));
+      const results = await Promise.allSettled(locks.map((l) => l.update(record(l.identity(), round))));
+      const won = results.filter((r) => r.status === "fulfilled");
+      assert.equal(won.length, 1, `round ${round}: ${JSON.stringify(results.map((r) => r.status))}`);
+      for (const r of results) if (r.status === "rejected") assert.ok(r.reason instanceof ConflictError);
+    }
+  });
+
+  test("lease names that could leave the directory are refused", () => {
+    for (const name of ["", "../x", "a/b", "..", ".", ".hidden", "a..b", "a~b", "x".repeat(201), "a b"]) {
+      assert.throws(() => new FileLock({ name, identity: "a", dir: freshDir() }), FileLockConfigError, name);
+    }
+    assert.doesNotThrow(() => new FileLock({ name: "my-job_1.v2", identity: "a", dir: freshDir() }));
+  });
+
+  test("defaultLockDir uses $XDG_RUNTIME_DIR/leader-run, else <tmpdir>/leader-run-<uid>", async () => {
+    const xdg = join(root.dir, "xdg");
+    await mkdir(xdg, { mode: 0o700 });
+    assert.equal(defaultLockDir({ XDG_RUNTIME_DIR: xdg }), join(xdg, "leader-run"));
+    assert.equal(defaultLockDir({}), join(tmpdir(), `leader-run-${process.getuid?.()}`));
+    assert.equal(defaultLockDir({ XDG_RUNTIME_DIR: join(root.dir, "missing") }), join(tmpdir(), `leader-run-${process.getuid?.()}`));
+    assert.equal(defaultLockDir({ XDG_RUNTIME_DIR: "relative" }), join(tmpdir(), `leader-run-${process.getuid?.()}`));
+  });
+});
+
+describe("FileLock refuses unsafe locations", () => {
+  const permanent = (pattern: RegExp) => (err: Error) => err instanceof PermanentLockError && pattern.test(err.message) && !err.message.includes("\n");
+
+  test("a lock directory that is a symlink", async () => {
+    const real = freshDir();
+    await mkdir(real, { mode: 0o700 });
+    const link = freshDir();
+    await symlink(real, link);
+    await assert.rejects(new FileLock({ name: "job", identity: "a", dir: link }).get(), permanent(/symlink.*--lock file:/));
+  });
+
+  test("a lock directory writable by group or others", async () => {
+    const dir = freshDir();
+    await mkdir(dir);
+    await chmod(dir, 0o777);
+    await assert.rejects(new FileLock({ name: "job", identity: "a", dir }).get(), permanent(/writable by group or others \(mode 0777\).*chmod go-w/));
+  });
+
+  test("a lock directory owned by another user", { skip: !isRoot && "needs root to chown" }, async () => {
+    const dir = freshDir();
+    await mkdir(dir, { mode: 0o700 });
+    await chown(dir, 65534, 65534);
+    await assert.rejects(new FileLock({ name: "job", identity: "a", dir }).get(), permanent(/owned by uid 65534/));
+  });
+
+  test("a lease file that is a symlink, writable by others, owned by another user, or not a file", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    await lock.create(record("a"));
+    const other = new FileLock({ name: "other", identity: "a", dir });
+    await other.create(record("a"));
+
+    await symlink(join(dir, "other"), join(dir, "linked"));
+    const linked = new FileLock({ name: "linked", identity: "a", dir });
+    await assert.rejects(linked.get(), permanent(/lease file .*linked is a symlink/));
+    await assert.rejects(linked.update(record("a")), PermanentLockError);
+
+    await chmod(join(dir, "job"), 0o666);
+    await assert.rejects(lock.get(), permanent(/writable by group or others/));
+    await chmod(join(dir, "job"), 0o644);
+    await lock.get();
+
+    if (isRoot) {
+      await chown(join(dir, "job"), 65534, 65534);
+      await assert.rejects(lock.get(), permanent(/owned by uid 65534/));
+    }
+
+    await mkdir(join(dir, "adir"), { mode: 0o700 });
+    await assert.rejects(new FileLock({ name: "adir", identity: "a", dir }).get(), permanent(/not a regular file/));
+  });
+});
+
+describe("corrupt lease files", () => {
+  test("get names the file and the problem, and nobody takes over before a whole lease duration", async () => {
+    const dir = freshDir();
+    const clock = new FakeClock();
+    const lock = new FileLock({ name: "job", identity: "a", dir, clock, leaseDurationMs: 15_000 });
+    await lock.get().catch(() => undefined); // creates the directory
+    const truncated = '{\n  "holderIdentity": "old",\n  "leaseDurationSeconds": 15,\n  "leaderTransitions": 7,\n  "acq';
+    await writeFile(join(dir, "job"), truncated, { mode: 0o644 });
+
+    const corrupt = (pattern: RegExp) => (err: Error) =>
+      err instanceof CorruptRecordError && err.message.includes(join(dir, "job")) && pattern.test(err.message);
+    await assert.rejects(lock.get(), corrupt(/not valid JSON.*15\.0s left/));
+    await assert.rejects(lock.update(record("a")), ConflictError, "an unreadable file is never overwritten early");
+    await clock.advance(14_900);
+    await assert.rejects(lock.get(), corrupt(/0\.1s left/));
+
+    // Any change restarts the wait: somebody may be writing it.
+    await writeFile(join(dir, "job"), truncated + "x");
+    await assert.rejects(lock.get(), corrupt(/15\.0s left/));
+    await clock.advance(10_000);
+    await assert.rejects(lock.get(), corrupt(/5\.0s left/));
+
+    // Another observer starts its own wait.
+    const other = new FileLock({ name: "job", identity: "b", dir, clock, leaseDurationMs: 15_000 });
+    await assert.rejects(other.get(), corrupt(/15\.0s left/));
+
+    await clock.advance(5_000);
+    const { record: got, raw } = await lock.get();
+    assert.equal(got.holderIdentity, "", "after a whole lease duration the file may be overwritten");
+    assert.equal(got.leaderTransitions, 7, "the term is salvaged so fencing tokens keep increasing");
+    assert.equal(raw, truncated + "x");
+    await lock.update(record("a", 8));
+    assert.equal((await other.get().catch((e: Error) => e)) instanceof Error, false);
+    assert.equal((await other.get()).record.holderIdentity, "a");
+  });
+
+  test("wrong types and an empty file are reported as corrupt", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir, clock: new FakeClock() });
+    await lock.get().catch(() => undefined);
+    const cases: Array<[string, RegExp]> = [
+      ["", /empty/],
+      ['{"holderIdentity": 5}', /holderIdentity must be a string/],
+      ['{"holderIdentity": "x", "leaderTransitions": -1}', /leaderTransitions/],
+      ['{"holderIdentity": "x", "renewTime": "yesterday"}', /renewTime/],
+      ['{"holderIdentity": "x", "leaderRun": {"pid": "1"}}', /leaderRun\.pid/],
+      ['{"holderIdentity": "x", "leaderRun": {"pid": 10, "childPgid": 1}}', /leaderRun\.childPgid/],
+      ["[1,2]", /JSON object/],
+    ];
+    for (const [content, pattern] of cases) {
+      await writeFile(join(dir, "job"), content);
+      await assert.rejects(lock.get(), (err: Error) => err instanceof CorruptRecordError && pattern.test(err.message), content);
+    }
+  });
+});
+
+describe("dead-holder detection", () => {
+  /** Writes a record naming `pid` (on this host unless overridden) as the holder process. */
+  async function writeHeldBy(dir: string, pid: number, extra: Record<string, unknown> = {}): Promise<void> {
+    const self = await currentProcess();
+    const holder = { ...self, pid, startTime: await startTimeOf(pid), ...extra };
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFile(join(dir, "job"), encodeLeaseFile(record("dead", 3), holder), { mode: 0o644 });
+  }
+
+  test("a holder process that is gone shows as released, and the CAS still applies to the real file", async (t) => {
+    if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
+    const dir = freshDir();
+    const holder = procs.sleeper();
+    await writeHeldBy(dir, holder.pid!);
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    assert.equal((await lock.get()).record.holderIdentity, "dead", "held while the holder runs");
+
+    await procs.kill(holder);
+    const { record: got, raw } = await lock.get();
+    assert.equal(got.holderIdentity, "", "released once the holder is gone");
+    assert.equal(got.leaderTransitions, 3);
+    assert.equal(raw, await readFile(join(dir, "job"), "utf8"), "raw is the real file content");
+    await lock.update(record("a", 4));
+    assert.equal((await lock.get()).record.holderIdentity, "a");
+  });
+
+  test("a holder's pid reused by another process (start time differs) counts as gone", async (t) => {
+    if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
+    const dir = freshDir();
+    const other = procs.sleeper();
+    await writeHeldBy(dir, other.pid!, { startTime: (await startTimeOf(other.pid!)) + 1 });
+    assert.equal((await new FileLock({ name: "job", identity: "a", dir }).get()).record.holderIdentity, "");
+  });
+
+  test("a live member of the recorded child process group keeps the lease held", async (t) => {
+    if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
+    const dir = freshDir();
+    const holder = procs.sleeper();
+    const child = procs.sleeper(true);
+    await writeHeldBy(dir, holder.pid!, { childPgid: child.pid! });
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    await procs.kill(holder);
+    assert.equal((await lock.get()).record.holderIdentity, "dead", "held while the child's group lives");
+    await procs.kill(child);
+    assert.equal((await lock.get()).record.holderIdentity, "", "released once the group is gone");
+  });
+
+  test("a dead holder on another host or pid namespace, or without /proc data, is left to expire", async (t) => {
+    if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
+    const lock = (dir: string) => new FileLock({ name: "job", identity: "a", dir });
+    for (const extra of [{ bootId: "another-host" }, { pidNamespace: "pid:[1]" }, { bootId: null }, { pidNamespace: null }]) {
+      const dir = freshDir();
+      const holder = procs.sleeper();
+      await writeHeldBy(dir, holder.pid!, extra);
+      await procs.kill(holder);
+      assert.equal((await lock(dir).get()).record.holderIdentity, "dead", JSON.stringify(extra));
+    }
+    // No leaderRun at all (a foreign writer): same.
+    const dir = freshDir();
+    await mkdir(dir, { mode: 0o700 });
+    await writeFile(join(dir, "job"), JSON.stringify({ holderIdentity: "x", leaseDurationSeconds: 15, leaderTransitions: 1 }));
+    assert.equal((await lock(dir).get()).record.holderIdentity, "x");
+  });
+
+  test("setGuardedProcessGroup is written into the holder's next record and forgotten on release", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    const leaderRun = async () => (JSON.parse(await readFile(join(dir, "job"), "utf8")) as { leaderRun: { childPgid?: number } }).leaderRun;
+    await lock.create(record("a"));
+    lock.setGuardedProcessGroup(4242);
+    assert.equal((await leaderRun()).childPgid, undefined, "not before the next write");
+    await lock.update(record("a"));
+    assert.equal((await leaderRun()).childPgid, 4242);
+    await lock.update(record(""));
+    assert.equal((await leaderRun()).childPgid, undefined, "a released record names no group");
+    await lock.update(record("a"));
+    assert.equal((await leaderRun()).childPgid, undefined, "a release forgets the group");
+    assert.throws(() => lock.setGuardedProcessGroup(1), RangeError);
+  });
+});
+
+describe("crash safety of the critical section", () => {
+  test("stray temp files and moved-aside lock files are cleaned up by the next write", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    await lock.create(record("a"));
+    const neighbour = new FileLock({ name: "job.x", identity: "a", dir });
+    await neighbour.create(record("a"));
+    await writeFile(join(dir, ".job~tmp-999999-abcdef"), '{"holderIdentity": "half-writ');
+    await writeFile(join(dir, ".job~lock.broken-123456"), "");
+    await writeFile(join(dir, ".job.x~tmp-999999-abcdef"), "neighbour's");
+    await lock.get();
+    await lock.update(record("a"));
+    const left = (await readdir(dir)).sort();
+    assert.deepEqual(left, [".job.x~tmp-999999-abcdef", "job", "job.x"], "only this lease's strays are removed");
+  });
+
+  test("a critical-section lock left by a dead process is broken at once", async (t) => {
+    if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir, criticalSectionStaleMs: 60_000 });
+    await lock.create(record("a"));
+    const dead = procs.sleeper();
+    const info = { ...(await currentProcess()), pid: dead.pid!, startTime: await startTimeOf(dead.pid!), token: "x" };
+    await procs.kill(dead);
+    await writeFile(join(dir, ".job~lock"), JSON.stringify(info), { mode: 0o600 });
+    const started = Date.now();
+    await lock.update(record("a"));
+    assert.ok(Date.now() - started < 5_000, `took ${Date.now() - started}ms`);
+  });
+
+  test("a critical-section lock held too long (hung or unknown holder) is broken after the stale period", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir, criticalSectionStaleMs: 1_000 });
+    await lock.create(record("a"));
+    // A live holder (this very process) that never lets go; and an empty lock file, as after a crash
+    // between creating and writing it.
+    for (const content of [JSON.stringify({ ...(await currentProcess()), token: "hung" }), ""]) {
+      await writeFile(join(dir, ".job~lock"), content, { mode: 0o600 });
+      const started = Date.now();
+      await lock.update(record("a"));
+      const took = Date.now() - started;
+      assert.ok(took >= 900, `waited only ${took}ms for a live holder`);
+      assert.ok(took < 8_000, `took ${took}ms`);
+    }
+    // A lock file older than the stale period goes at once.
+    await writeFile(join(dir, ".job~lock"), "");
+    const old = new Date(Date.now() - 60_000);
+    await utimes(join(dir, ".job~lock"), old, old);
+    const started = Date.now();
+    await lock.update(record("a"));
+    assert.ok(Date.now() - started < 900);
+  });
+
+  test("a writer whose critical-section lock was broken writes nothing", async () => {
+    const dir = freshDir();
+    await mkdir(dir, { mode: 0o700 });
+    const mutex = new FileMutex(join(dir, ".m~lock"), { staleMs: 1_000 });
+    const held = await mutex.acquire();
+    await held.verify();
+    await writeFile(join(dir, ".m~lock"), "somebody else");
+    await assert.rejects(held.verify(), /broken by another process/);
+    await held.release();
+    assert.equal(await readFile(join(dir, ".m~lock"), "utf8"), "somebody else", "release leaves a foreign lock alone");
+  });
+});
+
+describe("watch and abort", () => {
+  test("watch fires when the lease is released, ignores other files, and stops on abort", async () => {
+    const dir = freshDir();
+    const holder = new FileLock({ name: "job", identity: "a", dir });
+    const watcher = new FileLock({ name: "job", identity: "b", dir });
+    await holder.create(record("a"));
+    await holder.get();
+    let calls = 0;
+    const stop = new AbortController();
+    watcher.watch(() => calls++, stop.signal);
+    await new Promise((r) => setTimeout(r, 100));
+
+    await new FileLock({ name: "unrelated", identity: "a", dir }).create(record("a"));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(calls, 0, "writes to other leases are filtered out");
+
+    await holder.update(record(""));
+    await waitFor(() => calls > 0, 5_000, "watch notification");
+
+    stop.abort();
+    await new Promise((r) => setTimeout(r, 100));
+    const before = calls;
+    await holder.update(record("a"));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(calls, before, "no notifications after abort");
+  });
+
+  test("close stops every watcher", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    await lock.create(record("a"));
+    let calls = 0;
+    lock.watch(() => calls++, new AbortController().signal);
+    await lock.close();
+    await lock.update(record("a"));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(calls, 0);
+  });
+
+  test("calls reject promptly when their signal aborts, and an aborted update writes nothing", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir, criticalSectionStaleMs: 30_000 });
+    await lock.create(record("a", 1));
+    await lock.get();
+    await assert.rejects(lock.get(AbortSignal.abort()), { name: "AbortError" });
+
+    // Someone sits in the critical section: the update waits, and gives up when told to.
+    await writeFile(join(dir, ".job~lock"), JSON.stringify({ ...(await currentProcess()), token: "busy" }), { mode: 0o600 });
+    const ac = new AbortController();
+    const pending = lock.update(record("a", 99), ac.signal);
+    setTimeout(() => ac.abort(new Error("gave up")), 200);
+    const started = Date.now();
+    await assert.rejects(pending, /gave up/);
+    assert.ok(Date.now() - started < 2_000);
+    await new Promise((r) => setTimeout(r, 300));
+    const { record: got } = await lock.get();
+    assert.equal(got.leaderTransitions, 1, "nothing was written");
+  });
+});
