@@ -1,0 +1,317 @@
+/**
+ * The real `leader-run` command on the Redis lock: separate processes, real signals, real redis-server.
+ * Runs bin/leader-run.js when dist/ is newer than every source file (after `npm run build`: faster to
+ * start), otherwise the CLI from source through tsx (test/cli/fixtures/cli.ts).
+ */
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { RedisServer, freePort, makeTempDir, requireRedis } from "../support/redis-server.js";
+import { delay } from "./harness.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+function newestMtime(dir: string, suffix: string, pick: (a: number, b: number) => number, start: number): number {
+  let result = start;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) result = newestMtime(path, suffix, pick, result);
+    else if (entry.name.endsWith(suffix)) result = pick(result, statSync(path).mtimeMs);
+  }
+  return result;
+}
+
+function cliCommand(): string[] {
+  try {
+    const newestSource = newestMtime(join(ROOT, "src"), ".ts", Math.max, 0);
+    const oldestBuilt = newestMtime(join(ROOT, "dist"), ".js", Math.min, Number.POSITIVE_INFINITY);
+    if (oldestBuilt > newestSource) return [join(ROOT, "bin", "leader-run.js")];
+  } catch {
+    // no dist/
+  }
+  return ["--import", "tsx", join(ROOT, "test", "cli", "fixtures", "cli.ts")];
+}
+
+const CLI = cliCommand();
+
+interface LogEntry {
+  at: number;
+  event: string;
+  [field: string]: unknown;
+}
+
+const running = new Set<Cli>();
+
+after(() => {
+  for (const cli of running) cli.killAll();
+});
+
+class Cli {
+  readonly log: LogEntry[] = [];
+  readonly stderr: string[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
+  private readonly child: ChildProcess;
+  private waiters: (() => void)[] = [];
+
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
+    this.child = spawn(process.execPath, [...CLI, "--log-format", "json", ...args], {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, ...env },
+    });
+    running.add(this);
+    let buffer = "";
+    this.child.stderr?.on("data", (chunk: Buffer) => {
+      buffer += chunk.toString("utf8");
+      let nl: number;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        this.stderr.push(line);
+        try {
+          const json = JSON.parse(line) as Record<string, unknown>;
+          if (typeof json.event === "string") this.log.push({ ...json, event: json.event, at: performance.now() });
+        } catch {
+          // not a log line
+        }
+        for (const w of this.waiters) w();
+      }
+    });
+    this.exited = new Promise((resolve) => {
+      this.child.once("exit", (code, signal) => {
+        running.delete(this);
+        resolve({ code, signal, at: performance.now() });
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  events(name: string): LogEntry[] {
+    return this.log.filter((e) => e.event === name);
+  }
+
+  /** Resolves with the `n`-th (1-based) entry of `name`, or undefined after `timeoutMs`. */
+  async waitFor(name: string, timeoutMs: number, n = 1): Promise<LogEntry | undefined> {
+    const found = (): LogEntry | undefined => this.events(name)[n - 1];
+    const deadline = performance.now() + timeoutMs;
+    while (found() === undefined && performance.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.max(0, deadline - performance.now()));
+        function done(): void {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.waiters.push(done);
+      });
+      this.waiters = [];
+    }
+    return found();
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    this.child.kill(sig);
+  }
+
+  /** Child process groups this leader-run started (from its log). */
+  childPids(): number[] {
+    return this.events("child_started").map((e) => Number(e.pid));
+  }
+
+  killAll(): void {
+    for (const pid of this.childPids()) {
+      try {
+        process.kill(-pid, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+    this.child.kill("SIGKILL");
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// LD 3s, RD 2s, RP 0.5s, kill grace 0.5s: RD + grace < LD as the CLI demands.
+const TIMING = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms", "--kill-grace", "500ms"];
+const LD = 3000;
+const RP = 500;
+let leases = 0;
+const leaseName = (): string => `cli-${process.pid}-${++leases}`;
+
+async function leaderAndFollower(a: Cli, b: Cli): Promise<[Cli, Cli]> {
+  const first = await Promise.race([a.waitFor("acquired", 20_000).then(() => a), b.waitFor("acquired", 20_000).then(() => b)]);
+  return first === a ? [a, b] : [b, a];
+}
+
+// Sequential: real processes with second-scale leases need the CPU this shared machine has left.
+describe("leader-run --lock redis:// (real processes)", () => {
+  test("three processes on one lease run their commands one at a time, with strictly increasing fencing tokens", async (t) => {
+    if (!requireRedis(t)) return;
+    const server = await RedisServer.start();
+    t.after(() => server.kill());
+    const dir = makeTempDir();
+    const logFile = join(dir, "log");
+    const marker = join(dir, "running");
+    const script = 'if [ -e "$M" ]; then echo OVERLAP >> "$LOG"; fi; touch "$M"; echo "start $LEADER_RUN_FENCING_TOKEN" >> "$LOG"; sleep 0.6; echo end >> "$LOG"; rm -f "$M"';
+    const name = leaseName();
+    const clis = [1, 2, 3].map(() => new Cli(["--lock", server.url, "--name", name, ...TIMING, "--", "sh", "-c", script], { M: marker, LOG: logFile }));
+    const exits = await Promise.all(clis.map((c) => c.exited));
+    assert.deepEqual(exits.map((e) => e.code), [0, 0, 0], clis.map((c) => c.stderr.slice(-3).join("\n")).join("\n"));
+    const lines = readFileSync(logFile, "utf8").trim().split("\n");
+    assert.ok(!lines.includes("OVERLAP"), lines.join(","));
+    assert.deepEqual(lines.filter((l) => l === "end").length, 3);
+    const tokens = lines.filter((l) => l.startsWith("start ")).map((l) => Number(l.slice(6)));
+    assert.equal(tokens.length, 3);
+    for (let i = 1; i < tokens.length; i++) assert.ok((tokens[i] ?? -1) > (tokens[i - 1] ?? -1), `tokens ${tokens.join(",")}`);
+  });
+
+  test("a leader killed with SIGKILL is replaced within lease duration + one retry period, its child already gone", async (t) => {
+    if (!requireRedis(t)) return;
+    const server = await RedisServer.start();
+    t.after(() => server.kill());
+    const name = leaseName();
+    const a = new Cli(["--lock", server.url, "--name", name, ...TIMING, "--", "sleep", "30"]);
+    const b = new Cli(["--lock", server.url, "--name", name, ...TIMING, "--", "sleep", "30"]);
+    t.after(() => [a, b].forEach((c) => c.killAll()));
+    const [leader, follower] = await leaderAndFollower(a, b);
+    assert.ok(await leader.waitFor("child_started", 10_000));
+    await follower.waitFor("waiting", 10_000);
+    await delay(700);
+    const leaderChild = leader.childPids()[0] ?? -1;
+    const killedAt = performance.now();
+    leader.signal("SIGKILL");
+    const acquired = await follower.waitFor("acquired", LD + 5000);
+    assert.ok(acquired, "the follower took over");
+    const took = acquired.at - killedAt;
+    assert.ok(took >= LD - RP - 300, `not before the lease could pass (${took.toFixed(0)}ms)`);
+    assert.ok(took <= LD + RP + 700, `within LD + RP (+ slack for this shared machine): ${took.toFixed(0)}ms`);
+    assert.ok(!alive(leaderChild), "the killed leader's child was gone before the take-over");
+    assert.equal(acquired.term, 1);
+  });
+
+  test("Redis frozen (SIGSTOP): briefly, the children keep running; beyond the renew deadline, they stop before the lease could pass", async (t) => {
+    if (!requireRedis(t)) return;
+    const server = await RedisServer.start();
+    t.after(() => server.kill());
+    // One leader per --on-lost policy, on two leases of the same server.
+    const exiting = new Cli(["--lock", server.url, "--name", leaseName(), ...TIMING, "--on-lost", "exit", "--", "sleep", "30"]);
+    const campaigning = new Cli(["--lock", server.url, "--name", leaseName(), ...TIMING, "--on-lost", "campaign", "--", "sleep", "30"]);
+    const both = [exiting, campaigning];
+    t.after(() => {
+      server.resume();
+      both.forEach((c) => c.killAll());
+    });
+    for (const cli of both) assert.ok(await cli.waitFor("child_started", 20_000), cli.stderr.join("\n"));
+    await delay(800);
+
+    await t.test("a freeze shorter than the renew deadline: the children keep running", async () => {
+      server.pause();
+      await delay(900);
+      server.resume();
+      await delay(1200);
+      for (const cli of both) {
+        assert.equal(cli.events("lost").length, 0, cli.stderr.join("\n"));
+        assert.equal(cli.events("child_started").length, 1);
+        assert.ok(alive(cli.childPids()[0] ?? -1), "the same child still runs");
+      }
+    });
+
+    await t.test("a freeze beyond the renew deadline: children stopped in time; --on-lost exit exits 76, --on-lost campaign leads again", async () => {
+      const frozenAt = performance.now();
+      server.pause();
+      const results = await Promise.all(both.map(async (cli) => ({ lost: await cli.waitFor("lost", 5000), exited: await cli.waitFor("child_exited", 5000) })));
+      const exit = await exiting.exited;
+      await delay(300);
+      server.resume();
+      for (const { lost, exited } of results) {
+        assert.equal(lost?.reason, "deadline");
+        assert.ok(exited, "child stopped");
+        // The last renewal was sent before the freeze, so the lease cannot pass before frozenAt + LD - RP.
+        assert.ok(exited.at - frozenAt < LD - RP, `child stopped ${(exited.at - frozenAt).toFixed(0)}ms after the freeze`);
+      }
+      assert.equal(exit.code, 76, exiting.stderr.join("\n"));
+      const again = await campaigning.waitFor("acquired", 10_000, 2);
+      assert.ok(again, "leads again once Redis is back");
+      assert.ok(Number(again.term) > 0, "in a new term");
+      assert.ok(await campaigning.waitFor("child_started", 5000, 2));
+      campaigning.signal("SIGTERM");
+      await campaigning.exited;
+    });
+  });
+
+  test("an unreachable Redis: --no-wait exits 69; otherwise leader-run keeps campaigning, logging it, and leads once Redis is up", async (t) => {
+    if (!requireRedis(t)) return;
+    const port = await freePort();
+    const url = `redis://127.0.0.1:${port}`;
+    const noWait = new Cli(["--lock", url, "--name", leaseName(), "--no-wait", "--", "true"]);
+    const waiting = new Cli(["--lock", url, "--name", leaseName(), ...TIMING, "--", "sleep", "30"]);
+    t.after(() => [noWait, waiting].forEach((c) => c.killAll()));
+    const exit = await noWait.exited;
+    assert.equal(exit.code, 69, noWait.stderr.join("\n"));
+    assert.match(noWait.stderr.join("\n"), /ECONNREFUSED|unavailable|reach/);
+    assert.ok(await waiting.waitFor("acquire_failed", 20_000), "the failure is logged");
+    const server = await RedisServer.start({ port });
+    t.after(() => server.kill());
+    assert.ok(await waiting.waitFor("child_started", 10_000), "leads once Redis is up");
+    waiting.signal("SIGTERM");
+    await waiting.exited;
+  });
+
+  test("a wrong or missing password exits 69 with one line that does not show the password", async (t) => {
+    if (!requireRedis(t)) return;
+    const password = "cli-secret-pw";
+    const server = await RedisServer.start({ password });
+    t.after(() => server.kill());
+    const wrong = new Cli(["--lock", server.url, "--name", leaseName(), "--", "true"], { LEADER_RUN_REDIS_PASSWORD: `x${password}` });
+    const none = new Cli(["--lock", server.url, "--name", leaseName(), "--", "true"], { LEADER_RUN_REDIS_PASSWORD: "" });
+    const right = new Cli(["--lock", `${server.url}?password_env=MY_REDIS_PW`, "--name", leaseName(), "--", "true"], { MY_REDIS_PW: password });
+    const [w, n, r] = await Promise.all([wrong.exited, none.exited, right.exited]);
+    assert.equal(w.code, 69, wrong.stderr.join("\n"));
+    assert.equal(n.code, 69, none.stderr.join("\n"));
+    assert.equal(r.code, 0, right.stderr.join("\n"));
+    for (const cli of [wrong, none]) {
+      const errors = cli.stderr.filter((l) => /"level":"error"|^leader-run:/.test(l));
+      assert.equal(errors.length, 1, cli.stderr.join("\n"));
+      assert.ok(!cli.stderr.join("\n").includes(password));
+    }
+    assert.match(wrong.stderr.join("\n"), /rejected the credentials/);
+    assert.match(none.stderr.join("\n"), /requires a password/);
+  });
+});
+
+describe("leader-run --lock redis:// hand-over timing (real processes)", () => {
+  test("SIGTERM to the leader hands over in under a second through the notification (retry period 2s)", async (t) => {
+    if (!requireRedis(t)) return;
+    const server = await RedisServer.start();
+    t.after(() => server.kill());
+    const name = leaseName();
+    const slow = ["--lease-duration", "8s", "--renew-deadline", "5s", "--retry-period", "2s", "--kill-grace", "1s"];
+    const a = new Cli(["--lock", server.url, "--name", name, ...slow, "--", "sleep", "30"]);
+    const b = new Cli(["--lock", server.url, "--name", name, ...slow, "--", "sleep", "30"]);
+    t.after(() => [a, b].forEach((c) => c.killAll()));
+    const [leader, follower] = await leaderAndFollower(a, b);
+    assert.ok(await leader.waitFor("child_started", 10_000));
+    assert.ok(await follower.waitFor("waiting", 10_000));
+    await delay(300);
+    const termAt = performance.now();
+    leader.signal("SIGTERM");
+    const acquired = await follower.waitFor("acquired", 5000);
+    assert.ok(acquired, "the follower took over");
+    const took = acquired.at - termAt;
+    assert.ok(took < 1000, `hand-over took ${took.toFixed(0)}ms`);
+    const exit = await leader.exited;
+    assert.notEqual(exit.code, 76);
+  });
+});
