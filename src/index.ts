@@ -31,3 +31,7 @@ export {
   PermanentLockError,
   type ResourceLock,
 } from "./election/lock.js";
+// Backends without heavy dependencies; Redis and Kubernetes load from `leader-run/locks/redis` and
+// `leader-run/locks/kubernetes` so that importing the core never loads their clients.
+export { FileLock, FileLockConfigError, defaultLockDir, type FileLockOptions } from "./locks/file.js";
+export { MemoryLock, MemoryStore } from "./locks/memory.js";
