@@ -43,6 +43,7 @@ export const DEFAULTS = {
   killSignal: "SIGTERM",
   restart: "never",
   restartDelayMs: 1_000,
+  healthzTimeoutMs: 20_000,
   onLost: "exit",
   logFormat: "text",
   logLevel: "info",
@@ -105,6 +106,8 @@ export interface RunOptions extends LeaseTarget {
   /** Release the lease on a clean stop. */
   release: boolean;
   http: HttpAddress | undefined;
+  /** With `--http`: how long past the lease duration without a renewal before /healthz fails. */
+  healthzTimeoutMs: number;
 }
 
 export interface StatusOptions extends LeaseTarget {
@@ -207,6 +210,13 @@ export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
     commands: RUN,
     default: "off",
     describe: "serve /healthz, /leader and /metrics on host:port (:port = every interface, port 0 = any free port)",
+  },
+  "healthz-timeout": {
+    type: "string",
+    group: G_OUTPUT,
+    commands: RUN,
+    default: "20s",
+    describe: "with --http: /healthz fails once we lead but have not renewed for this long beyond the lease duration (client-go's HealthzAdaptor)",
   },
   output: { type: "string", group: G_OUTPUT, commands: ["status", "release"], default: "text", describe: "text | json" },
   force: { type: "boolean", group: G_LEASE, commands: ["release"], default: "false", describe: "release the lease whoever holds it" },
@@ -590,6 +600,7 @@ function resolveRun(values: Values, command: string[], cwd: string): RunOptions 
   }
 
   const shell = values.boolean("shell")?.value ?? false;
+  const healthzTimeout = duration(values, "healthz-timeout", DEFAULTS.healthzTimeoutMs);
   const httpFound = values.string("http");
   let http: HttpAddress | undefined;
   if (httpFound) {
@@ -621,6 +632,7 @@ function resolveRun(values: Values, command: string[], cwd: string): RunOptions 
     onLost,
     release,
     http,
+    healthzTimeoutMs: healthzTimeout.ms,
   };
 }
 

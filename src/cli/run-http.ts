@@ -7,9 +7,6 @@ import { UsageError } from "./errors.js";
 import type { Logger } from "./log.js";
 import type { RunOptions } from "./options.js";
 
-/** client-go components use `NewLeaderHealthzAdaptor(20 * time.Second)`. */
-export const DEFAULT_HEALTHZ_TIMEOUT_MS = 20_000;
-
 /** What the run command calls on the `--http` side. Loaded only when `--http` is given. */
 export interface HttpHooks {
   readonly metrics: MetricsProvider;
@@ -57,7 +54,7 @@ export async function startRunHttp(options: RunOptions, log: Logger): Promise<Ht
   log.info("http_listening", { url: server.address.url });
   return {
     metrics,
-    healthzTimeoutMs: DEFAULT_HEALTHZ_TIMEOUT_MS,
+    healthzTimeoutMs: options.healthzTimeoutMs,
     attach(elector, healthz) {
       view = electorStatusSource({ name: options.name, identity: options.identity, elector, healthz });
     },
