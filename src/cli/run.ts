@@ -3,19 +3,12 @@ import { LeaderElector, LeadershipEndedError } from "../election/elector.js";
 import type { ElectionEvent, LostReason } from "../election/events.js";
 import { AlreadyExistsError, ConflictError, PermanentLockError, type ResourceLock } from "../election/lock.js";
 import { newLeaderHealthzAdaptor } from "../election/healthz.js";
-import {
-  ChildSpawnError,
-  forwardSignals,
-  RestartPolicy,
-  signalNumber,
-  startChild,
-  Watchdog,
-  FORWARDED_SIGNALS,
-  STOP_SIGNALS,
-  type ChildEvent,
-  type ChildExit,
-  type ChildHandle,
-} from "../child/index.js";
+import type { ChildEvent } from "../child/events.js";
+import { signalNumber } from "../child/process-group.js";
+import { RestartPolicy } from "../child/restart.js";
+import { forwardSignals, FORWARDED_SIGNALS, STOP_SIGNALS } from "../child/signals.js";
+import type { ChildExit, ChildHandle, ChildSpawnError } from "../child/supervisor.js";
+import { Watchdog } from "../child/watchdog.js";
 import { openLock } from "../locks/factory.js";
 import { ExitCode } from "./errors.js";
 import type { Logger } from "./log.js";
@@ -66,13 +59,19 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
     kubeconfig: options.kubeconfig,
   });
 
+  // The supervisor pulls in execa, a large module tree: load it while we campaign rather than before.
+  // With --no-wait, only once we lead, so a cron standby that finds the lease taken exits without it.
+  let loading: Promise<typeof import("../child/supervisor.js")> | undefined;
+  const supervisor = (): Promise<typeof import("../child/supervisor.js")> => (loading ??= import("../child/supervisor.js"));
+  if (!options.noWait) supervisor().catch(() => undefined);
+
   let http: HttpHooks | undefined;
   try {
     if (options.http) {
       const { startRunHttp } = await import("./run-http.js");
       http = await startRunHttp(options, log);
     }
-    return await new LeaderRun(options, log, lock, http).run();
+    return await new LeaderRun(options, log, lock, http, supervisor).run();
   } finally {
     await http?.close();
     await lock.close?.();
@@ -98,6 +97,7 @@ class LeaderRun {
     private readonly log: Logger,
     private readonly lock: ResourceLock,
     private readonly http: HttpHooks | undefined,
+    private readonly supervisor: () => Promise<typeof import("../child/supervisor.js")>,
   ) {
     this.watchdog = new Watchdog({
       log: (event) => this.onChildEvent(event),
@@ -286,6 +286,7 @@ class LeaderRun {
     const term = this.elector.term() ?? 0;
     while (!leading.aborted) {
       if (this.stopSignal !== undefined) return;
+      const { startChild, ChildSpawnError } = await this.supervisor();
       let child: ChildHandle;
       try {
         child = await startChild({
