@@ -17,7 +17,7 @@ import type { HttpHooks } from "./run-http.js";
 
 /** Backends that can name the child's process group in their record (the file lock does). */
 interface ProcessGuardingLock extends ResourceLock {
-  setGuardedProcessGroup(pgid: number | undefined): void;
+  setGuardedProcessGroup(pgid: number | undefined, options?: { watchdogPid?: number; signal?: AbortSignal }): Promise<boolean>;
 }
 
 function guardsProcesses(lock: ResourceLock): lock is ProcessGuardingLock {
@@ -262,6 +262,13 @@ class LeaderRun {
     // A lost create/update race means another process won the same write just now: contention, like a
     // valid lease held by someone else, never "unavailable" (two `--no-wait` cron runs must give 75).
     if (error === undefined || error instanceof AlreadyExistsError || error instanceof ConflictError) {
+      if (holder === this.options.identity && error instanceof Error && this.failuresLogged === 0) {
+        // Our own identity in the record but another process behind it (file lock): say why we wait.
+        this.failuresLogged = 1;
+        this.log.warn("waiting", { holder }, error.message);
+        if (this.options.noWait) this.cancel({ kind: "not_acquired" });
+        return;
+      }
       // Someone else holds a valid lease.
       if (this.options.noWait) this.cancel({ kind: "not_acquired" });
       else if (this.failuresLogged === 0) {
@@ -287,6 +294,13 @@ class LeaderRun {
     while (!leading.aborted) {
       if (this.stopSignal !== undefined) return;
       const { startChild, ChildSpawnError } = await this.supervisor();
+      // Name the watchdog in the record before the child exists: if we die between spawning the child and
+      // recording its group, a standby on this host still waits for the watchdog that is killing it.
+      this.watchdog.start();
+      if (guardsProcesses(this.lock) && this.watchdog.pid !== undefined) {
+        await this.lock.setGuardedProcessGroup(undefined, { watchdogPid: this.watchdog.pid, signal: leading });
+      }
+      if (leading.aborted) return;
       let child: ChildHandle;
       try {
         child = await startChild({
@@ -305,7 +319,7 @@ class LeaderRun {
         return;
       }
       this.child = child;
-      if (guardsProcesses(this.lock)) this.lock.setGuardedProcessGroup(child.pgid);
+      if (guardsProcesses(this.lock)) void this.lock.setGuardedProcessGroup(child.pgid, { watchdogPid: this.watchdog.pid });
       this.http?.childStarted();
 
       const disposeSignals = forwardSignals(child, (sig) => {
@@ -339,7 +353,7 @@ class LeaderRun {
         this.cancel({ kind: "child_done", exit });
         return new Promise<void>(() => undefined);
       }
-      if (guardsProcesses(this.lock)) this.lock.setGuardedProcessGroup(undefined);
+      if (guardsProcesses(this.lock)) void this.lock.setGuardedProcessGroup(undefined);
       if (leading.aborted) return;
 
       const ranForMs = performance.now() - child.startedAt;
@@ -374,6 +388,11 @@ class LeaderRun {
         return;
       case "group_survived":
         this.log.error("group_survived", { pgid: event.pgid, waited_ms: event.waitedMs });
+        return;
+      case "watchdog_started":
+        // A respawned watchdog (someone killed ours) must be the one the record names.
+        if (guardsProcesses(this.lock)) void this.lock.setGuardedProcessGroup(this.child?.pgid, { watchdogPid: event.pid });
+        this.log.debug("watchdog_started", { pid: event.pid });
         return;
       case "watchdog_failed":
         this.log.warn("watchdog_failed", { error: describeError(event.error) }, "no orphan protection: if leader-run is killed, its child keeps running");

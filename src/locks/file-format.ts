@@ -8,6 +8,11 @@ import type { ProcessIdentity } from "./file-process.js";
 export interface HolderInfo extends ProcessIdentity {
   /** The process group of the command the holder runs; the lease is not free while it has members. */
   childPgid?: number;
+  /**
+   * The holder's orphan watchdog, which kills that group if the holder dies: the lease is not free
+   * while it runs either (it may still be stopping a group the record does not name yet).
+   */
+  watchdog?: { pid: number; startTime: number };
 }
 
 export interface LeaseFile {
@@ -25,6 +30,10 @@ export function encodeLeaseFile(record: LeaderElectionRecord, holder: HolderInfo
     startTime: holder.startTime,
   };
   if (holder.childPgid !== undefined) leaderRun.childPgid = holder.childPgid;
+  if (holder.watchdog !== undefined) {
+    leaderRun.watchdogPid = holder.watchdog.pid;
+    leaderRun.watchdogStartTime = holder.watchdog.startTime;
+  }
   return `${JSON.stringify({ ...recordToJSON(record, 3), leaderRun }, null, 2)}\n`;
 }
 
@@ -67,6 +76,9 @@ function decodeHolder(raw: unknown): HolderInfo {
   };
   // Group 1 would make kill(-1, 0) ask about every process: never a valid child group.
   if (o.childPgid !== undefined && o.childPgid !== null) holder.childPgid = int("childPgid", 2);
+  if (o.watchdogPid !== undefined && o.watchdogPid !== null) {
+    holder.watchdog = { pid: int("watchdogPid", 1), startTime: int("watchdogStartTime", 0) };
+  }
   return holder;
 }
 

@@ -1,4 +1,4 @@
-import { readFile, readlink } from "node:fs/promises";
+import { readdir, readFile, readlink } from "node:fs/promises";
 import { hostname } from "node:os";
 
 /**
@@ -26,6 +26,8 @@ export type Liveness = "alive" | "gone" | "unknown";
 
 interface ProcStat {
   state: string;
+  /** Field 5: the process group. */
+  pgrp: number;
   startTime: number;
 }
 
@@ -38,9 +40,10 @@ export function parseProcStat(text: string): (ProcStat & { pid: number }) | null
   const rest = text.slice(close + 1).trim().split(/\s+/);
   // rest[0] is field 3 (state), so field N is rest[N - 3].
   const state = rest[0];
+  const pgrp = Number(rest[5 - 3]);
   const startTime = Number(rest[22 - 3]);
-  if (!Number.isSafeInteger(pid) || state === undefined || !Number.isSafeInteger(startTime)) return null;
-  return { pid, state, startTime };
+  if (!Number.isSafeInteger(pid) || state === undefined || !Number.isSafeInteger(pgrp) || !Number.isSafeInteger(startTime)) return null;
+  return { pid, state, pgrp, startTime };
 }
 
 async function readProcStat(pid: number | "self"): Promise<(ProcStat & { pid: number }) | null> {
@@ -99,7 +102,7 @@ export async function processLiveness(pid: number, startTime: number | null): Pr
     if (code === "ESRCH") return "gone";
     if (code !== "EPERM") return "unknown";
   }
-  let stat: ProcStat | null;
+  let stat: Awaited<ReturnType<typeof readProcStat>>;
   try {
     stat = await readProcStat(pid);
   } catch (err) {
@@ -107,20 +110,108 @@ export async function processLiveness(pid: number, startTime: number | null): Pr
     return errno(err) === "ENOENT" ? "gone" : "unknown";
   }
   if (stat === null) return "unknown";
-  if (stat.state === "Z" || stat.state === "X") return "gone";
+  if (await isDead(stat)) return "gone";
   if (startTime !== null && stat.startTime !== startTime) return "gone"; // the pid was reused
   return "alive";
 }
 
-/** Whether process group `pgid` has any member left (zombies included: kill() cannot tell them apart). */
-export function groupLiveness(pgid: number): Liveness {
-  if (!Number.isSafeInteger(pgid) || pgid <= 1) return "unknown";
+/** The start time of a running process, to record it in a form that survives pid reuse; null if unknown. */
+export async function processStartTime(pid: number): Promise<number | null> {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
   try {
-    process.kill(-pgid, 0);
-    return "alive";
-  } catch (err) {
-    const code = errno(err);
-    if (code === "ESRCH") return "gone";
-    return code === "EPERM" ? "alive" : "unknown";
+    const stat = await readProcStat(pid);
+    return stat === null || stat.pid !== pid || (await isDead(stat)) ? null : stat.startTime;
+  } catch {
+    return null;
   }
+}
+
+/**
+ * A zombie (or dying) process. The state shown in /proc/<pid>/stat is its main thread's: a process whose
+ * main thread exited while other threads run shows "Z" too, so a zombie counts only without other threads.
+ */
+async function isDead(stat: ProcStat & { pid: number }): Promise<boolean> {
+  if (stat.state === "X") return true;
+  if (stat.state !== "Z") return false;
+  try {
+    return (await readdir(`/proc/${stat.pid}/task`)).every((tid) => tid === String(stat.pid));
+  } catch (err) {
+    return errno(err) === "ENOENT";
+  }
+}
+
+/** Scans of /proc that must agree before a group holding only zombies counts as gone. */
+const GROUP_SCANS = 5;
+
+/**
+ * Whether process group `pgid` has a member that can still run. Zombies do not count: they can no
+ * longer do anything, and an orphaned child killed after its leader-run died may stay a zombie for
+ * good where PID 1 does not reap (a container without an init).
+ *
+ * kill(-pgid, 0) cannot tell zombies apart, so when it reports members this looks at /proc: the group
+ * leader first (usually alive, one read), then every process. A member may fork and exit while a scan
+ * runs, leaving its child out of the listing; so "only zombies" is believed only when two consecutive
+ * scans found exactly the same zombies, and a changing group stays "alive".
+ */
+export async function groupLiveness(pgid: number): Promise<Liveness> {
+  if (!Number.isSafeInteger(pgid) || pgid <= 1) return "unknown";
+  const exists = (): Liveness => {
+    try {
+      process.kill(-pgid, 0);
+      return "alive";
+    } catch (err) {
+      const code = errno(err);
+      if (code === "ESRCH") return "gone";
+      return code === "EPERM" ? "alive" : "unknown";
+    }
+  };
+  const first = exists();
+  if (first !== "alive") return first;
+  try {
+    const leader = await readProcStat(pgid);
+    if (leader !== null && leader.pgrp === pgid && !(await isDead(leader))) return "alive";
+  } catch {
+    // no leader (it exited first) or no /proc: the scan decides
+  }
+  let previous: string | undefined;
+  for (let i = 0; i < GROUP_SCANS; i++) {
+    const zombies = await scanGroup(pgid);
+    // "alive" also when /proc cannot be read: kill() saw members and we cannot tell what they are.
+    if (zombies === "alive") return "alive";
+    if (exists() === "gone") return "gone";
+    // Members kill() sees but /proc does not show (hidepid, another user): nothing proves them dead.
+    if (zombies.length === 0) return "alive";
+    const key = zombies.join(",");
+    if (key === previous) return "gone";
+    previous = key;
+  }
+  return "alive";
+}
+
+/** The zombie members of group `pgid` (sorted), or "alive" if it has a live one or /proc is unreadable. */
+async function scanGroup(pgid: number): Promise<number[] | "alive"> {
+  let entries: string[];
+  try {
+    entries = await readdir("/proc");
+  } catch {
+    return "alive";
+  }
+  const zombies: number[] = [];
+  let live = false;
+  await Promise.all(
+    entries
+      .filter((e) => /^\d+$/.test(e))
+      .map(async (e) => {
+        let stat;
+        try {
+          stat = await readProcStat(Number(e));
+        } catch {
+          return; // exited meanwhile
+        }
+        if (stat === null || stat.pgrp !== pgid) return;
+        if (await isDead(stat)) zombies.push(stat.pid);
+        else live = true;
+      }),
+  );
+  return live ? "alive" : zombies.sort((a, b) => a - b);
 }

@@ -16,7 +16,14 @@ import {
 import { emptyRecord, type LeaderElectionRecord } from "../election/record.js";
 import { decodeLeaseFile, encodeLeaseFile, salvageTransitions, type HolderInfo, type LeaseFile } from "./file-format.js";
 import { FileMutex, type MutexHandle } from "./file-mutex.js";
-import { currentProcess, groupLiveness, processLiveness, sameHost } from "./file-process.js";
+import {
+  currentProcess,
+  groupLiveness,
+  processLiveness,
+  processStartTime,
+  sameHost,
+  type ProcessIdentity,
+} from "./file-process.js";
 
 /**
  * The embedded default backend: one lease per file in a private directory, for processes on one host
@@ -26,9 +33,14 @@ import { currentProcess, groupLiveness, processLiveness, sameHost } from "./file
  *   re-reads the file, compares it byte for byte with what this object last read or wrote, and commits
  *   by writing a temp file, fsync, rename() (link() for create) and fsync of the directory. Readers never
  *   lock: they see the old file or the new one, never a torn one.
- * - Dead-holder fast takeover: the file names the holder process (and its child's process group). When
- *   that process is provably gone on this host, `get` reports the lease as released, so a standby takes
- *   over at its next attempt instead of after the lease duration. The CAS still compares the real bytes.
+ * - Dead-holder fast takeover: the file names the holder process (and its child's process group and
+ *   orphan watchdog). When all of them are provably gone on this host, `get` reports the lease as
+ *   released, so a standby takes over at its next attempt instead of after the lease duration. The CAS
+ *   still compares the real bytes.
+ * - One identity, one process: a record naming our identity written by another live process on this
+ *   host is refused (`IdentityClashError`); one written by a previous process of ours that is gone but
+ *   whose child may still run blocks us like any other holder (`SameIdentityHeldError`), instead of
+ *   client-go's immediate re-acquisition.
  * - A corrupt file is an error, never a free lease, until the same bytes have sat unchanged for a whole
  *   lease duration: by then any leader that could have written them has stopped.
  */
@@ -44,6 +56,27 @@ export interface FileLockOptions {
   /** How long a crashed or hung writer may block the critical section. Default 5000. */
   criticalSectionStaleMs?: number;
 }
+
+/** Options of `setGuardedProcessGroup`. */
+export interface GuardOptions {
+  /**
+   * The orphan watchdog that kills the group if this process dies (src/child/watchdog.ts). Until it
+   * exits, a standby on this host treats the lease as held even after this process and the group it
+   * knows of are gone. Remembered until another pid is given; tell it before spawning the child.
+   */
+  watchdogPid?: number;
+  /** Gives up waiting for the critical section (resolves false). */
+  signal?: AbortSignal;
+}
+
+/** Another live process on this host campaigns with our identity: a configuration error (exit 69). */
+export class IdentityClashError extends PermanentLockError {}
+
+/**
+ * The lease names our identity, but an earlier process wrote it and what it ran may still be running.
+ * Like a lease held by someone else: it ends when that is gone or the lease expires.
+ */
+export class SameIdentityHeldError extends ConflictError {}
 
 /** Bad options (an invalid lease name): a usage error, not a lock failure. */
 export class FileLockConfigError extends Error {
@@ -70,7 +103,7 @@ export function validateLeaseName(name: string): void {
 }
 
 /** `$XDG_RUNTIME_DIR/leader-run` when that is a usable directory of ours, else `<tmpdir>/leader-run-<uid>`. */
-export function defaultLockDir(env: NodeJS.ProcessEnv = process.env): string {
+export function defaultLockDir(env: Readonly<Record<string, string | undefined>> = process.env): string {
   const uid = process.getuid?.();
   const xdg = env.XDG_RUNTIME_DIR;
   if (xdg && isAbsolute(xdg)) {
@@ -86,6 +119,46 @@ export function defaultLockDir(env: NodeJS.ProcessEnv = process.env): string {
 
 function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | null)?.code;
+}
+
+function samePid(a: ProcessIdentity, b: ProcessIdentity): boolean {
+  return (
+    a.pid === b.pid &&
+    a.hostname === b.hostname &&
+    a.bootId === b.bootId &&
+    a.pidNamespace === b.pidNamespace &&
+    a.startTime === b.startTime
+  );
+}
+
+/**
+ * What became of the process that wrote a lease file, as far as this host can tell:
+ * - `us`: this process;
+ * - `running`: proven to run (same host, pid alive, same start time);
+ * - `gone`: it, its child's process group (zombies aside) and its watchdog are all provably gone;
+ * - `stopping`: it is gone, but its group or watchdog is not (the group is being killed, or survived);
+ * - `unknown`: not inspectable (another host or pid namespace, no /proc, no leaderRun).
+ */
+type WriterState =
+  | { state: "us" | "gone" | "unknown" }
+  | { state: "running"; pid: number }
+  | { state: "stopping"; pid: number; what: string };
+
+async function writerState(holder: HolderInfo | null): Promise<WriterState> {
+  if (holder === null) return { state: "unknown" };
+  const self = await currentProcess();
+  if (samePid(holder, self)) return { state: "us" };
+  if (!sameHost(self, holder)) return { state: "unknown" };
+  const liveness = await processLiveness(holder.pid, holder.startTime);
+  if (liveness === "alive" && holder.startTime !== null) return { state: "running", pid: holder.pid };
+  if (liveness !== "gone") return { state: "unknown" };
+  if (holder.watchdog !== undefined && (await processLiveness(holder.watchdog.pid, holder.watchdog.startTime)) !== "gone") {
+    return { state: "stopping", pid: holder.pid, what: `its watchdog (pid ${holder.watchdog.pid}) still runs` };
+  }
+  if (holder.childPgid !== undefined && (await groupLiveness(holder.childPgid)) !== "gone") {
+    return { state: "stopping", pid: holder.pid, what: `its child's process group ${holder.childPgid} still runs` };
+  }
+  return { state: "gone" };
 }
 
 function octal(mode: number): string {
@@ -115,8 +188,13 @@ export class FileLock implements ResourceLock {
   private readonly mutex: FileMutex;
   /** What the file held when this object last read, created or wrote it; null: known to be absent. */
   private expected: string | null | undefined;
+  /** Bumped by every write of ours: a read that overlapped one may predate it and must not become the CAS base. */
+  private generation = 0;
   private corrupt: { content: string; since: number } | undefined;
+  /** When this object first saw the current bytes: how long a record of an earlier process of ours has sat unchanged. */
+  private seen: { content: string; since: number } | undefined;
   private guardedPgid: number | undefined;
+  private watchdog: { pid: number; startTime: Promise<number | null> } | undefined;
   private readonly watchers = new Set<() => void>();
 
   constructor(options: FileLockOptions) {
@@ -147,23 +225,53 @@ export class FileLock implements ResourceLock {
   }
 
   /**
-   * The process group of the command run under this lease, or undefined once it is gone. The next record
-   * this object writes as holder names it, and a standby on this host then waits for the group to die.
-   * Writing a released record forgets it.
+   * The process group of the command run under this lease (and the watchdog guarding it), or undefined
+   * once the group is gone. Every record this object writes as holder names them, and a standby on this
+   * host waits until they are gone too before it takes over from a dead holder.
+   *
+   * A group (or a new watchdog) is written at once: the file is rewritten with our current record plus
+   * the new `leaderRun` fields, by compare-and-swap against what this object last read or wrote, and
+   * only while that names this process as holder; otherwise nothing is written and the next renewal
+   * carries it. A renewal running at the same moment is serialised with it and neither loses the group
+   * nor conflicts. The rewrite keeps every record field, so it neither renews nor extends the lease.
+   *
+   * Forgetting (undefined) is lazy, left to the next write: until then the file names a group that is
+   * gone, which delays nobody (kill() finds no such group); were its id reused meanwhile, a standby would
+   * merely wait for our next renewal or the lease's expiry. Writing a released record forgets the group.
+   *
+   * @returns true when the lease file names them on return, false when left to the next renewal or
+   *   when writing failed (the next renewal retries). Never rejects.
+   * @throws RangeError for an invalid pid, synchronously.
    */
-  setGuardedProcessGroup(pgid: number | undefined): void {
+  setGuardedProcessGroup(pgid: number | undefined, options: GuardOptions = {}): Promise<boolean> {
     if (pgid !== undefined && (!Number.isSafeInteger(pgid) || pgid <= 1)) {
       throw new RangeError(`process group id must be an integer > 1, got ${pgid}`);
     }
+    const watchdogPid = options.watchdogPid;
+    if (watchdogPid !== undefined && (!Number.isSafeInteger(watchdogPid) || watchdogPid <= 1)) {
+      throw new RangeError(`watchdog pid must be an integer > 1, got ${watchdogPid}`);
+    }
     this.guardedPgid = pgid;
+    let changed = pgid !== undefined;
+    if (watchdogPid !== undefined && watchdogPid !== this.watchdog?.pid) {
+      this.watchdog = { pid: watchdogPid, startTime: processStartTime(watchdogPid) };
+      changed = true;
+    }
+    if (!changed) return Promise.resolve(false);
+    return withAbort(options.signal, () => this.persistGuard(options.signal)).catch(() => false);
   }
 
   get(signal?: AbortSignal): Promise<{ record: LeaderElectionRecord; raw: string }> {
     return withAbort(signal, async () => {
       await this.ensureDir();
+      const generation = this.generation;
       const content = await this.readLease();
+      // A write of ours (setGuardedProcessGroup) that landed meanwhile stays the CAS base: these bytes
+      // may predate it, and it differs from them only in what this object itself added.
+      const asBase = generation === this.generation;
+      this.firstSeen(content);
       if (content === null) {
-        this.expected = null;
+        if (asBase) this.expected = null;
         this.corrupt = undefined;
         throw new NotFoundError(`lease file ${this.path} does not exist`);
       }
@@ -171,10 +279,10 @@ export class FileLock implements ResourceLock {
       try {
         parsed = decodeLeaseFile(content);
       } catch (err) {
-        return { record: this.corruptRecord(content, err as Error), raw: content };
+        return { record: this.corruptRecord(content, err as Error, asBase), raw: content };
       }
       this.corrupt = undefined;
-      this.expected = content;
+      if (asBase) this.expected = content;
       const record = (await this.holderIsGone(parsed)) ? { ...parsed.record, holderIdentity: "" } : parsed.record;
       return { record, raw: content };
     });
@@ -183,7 +291,6 @@ export class FileLock implements ResourceLock {
   create(record: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
     return withAbort(signal, async () => {
       await this.ensureDir();
-      const content = await this.encode(record);
       await this.critical(signal, async (mutex) => {
         try {
           await lstat(this.path);
@@ -191,27 +298,34 @@ export class FileLock implements ResourceLock {
         } catch (err) {
           if (errno(err) !== "ENOENT") throw err;
         }
+        const content = await this.encode(record);
         await this.commit(content, mutex, signal, "link");
+        this.wrote(record, content);
       });
-      this.wrote(record, content);
     });
   }
 
+  /**
+   * Compare-and-swap against what this object last read or wrote. Everything from the comparison to the
+   * bookkeeping happens inside the critical section, so a concurrent `setGuardedProcessGroup` is either
+   * fully before (and is the base we compare with) or fully after (and amends what we wrote).
+   */
   update(record: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
     return withAbort(signal, async () => {
       await this.ensureDir();
-      const expected = this.expected;
-      const content = await this.encode(record);
       await this.critical(signal, async (mutex) => {
+        const expected = this.expected;
         const current = await this.readLease();
         if (current === null) throw new NotFoundError(`lease file ${this.path} does not exist`);
         if (expected === undefined || expected === null) {
           throw new ConflictError(`lease file ${this.path}: update without a previous read`);
         }
         if (current !== expected) throw new ConflictError(`lease file ${this.path} changed since this process last read it`);
+        if (record.holderIdentity === this.id) await this.checkOwnIdentity(current);
+        const content = await this.encode(record);
         await this.commit(content, mutex, signal, "rename");
+        this.wrote(record, content);
       });
-      this.wrote(record, content);
     });
   }
 
@@ -268,24 +382,96 @@ export class FileLock implements ResourceLock {
   }
 
   private wrote(record: LeaderElectionRecord, content: string): void {
+    this.generation++;
     this.expected = content;
     this.corrupt = undefined;
+    this.firstSeen(content);
     if (record.holderIdentity === "") this.guardedPgid = undefined;
+  }
+
+  private firstSeen(content: string | null): void {
+    if (content === null) this.seen = undefined;
+    else if (this.seen?.content !== content) this.seen = { content, since: this.clock.now() };
   }
 
   private async encode(record: LeaderElectionRecord): Promise<string> {
     const holder: HolderInfo = { ...(await currentProcess()) };
-    if (record.holderIdentity === this.id && this.guardedPgid !== undefined) holder.childPgid = this.guardedPgid;
+    if (record.holderIdentity === this.id) {
+      if (this.guardedPgid !== undefined) holder.childPgid = this.guardedPgid;
+      const watchdog = this.watchdog;
+      const startTime = await watchdog?.startTime;
+      // Unknown start time: it is not running (or there is no /proc), and a bare pid could be reused.
+      if (watchdog !== undefined && startTime !== null && startTime !== undefined) holder.watchdog = { pid: watchdog.pid, startTime };
+    }
     return encodeLeaseFile(record, holder);
   }
 
+  /** Rewrites our own current record with the guarded processes; see `setGuardedProcessGroup`. */
+  private async persistGuard(signal: AbortSignal | undefined): Promise<boolean> {
+    if (typeof this.expected !== "string") return false;
+    const self = await currentProcess();
+    return this.critical(signal, async (mutex) => {
+      const current = await this.readLease();
+      if (current === null || current !== this.expected) return false;
+      let file: LeaseFile;
+      try {
+        file = decodeLeaseFile(current);
+      } catch {
+        return false;
+      }
+      if (file.record.holderIdentity !== this.id || file.holder === null || !samePid(file.holder, self)) return false;
+      const content = await this.encode(file.record);
+      if (content === current) return true;
+      await this.commit(content, mutex, signal, "rename");
+      this.wrote(file.record, content);
+      return true;
+    });
+  }
+
+  /**
+   * Before we write a record naming our identity over one that already names it: was that written by
+   * us, or by a process that is gone with everything it ran? If another live process wrote it, two
+   * processes share the identity (client-go would let both lead). If its writer is gone but its child or
+   * watchdog may still run, or this host cannot tell, we wait like for any holder, until the bytes have
+   * sat unchanged for a lease duration.
+   */
+  private async checkOwnIdentity(current: string): Promise<void> {
+    let file: LeaseFile;
+    try {
+      file = decodeLeaseFile(current);
+    } catch {
+      return; // a corrupt file the CAS already allows us to overwrite
+    }
+    if (file.record.holderIdentity !== this.id) return;
+    const writer = await writerState(file.holder);
+    if (writer.state === "us" || writer.state === "gone") return;
+    const lease = `lease "${this.name}" (${this.path})`;
+    if (writer.state === "running") {
+      throw new IdentityClashError(
+        `${lease} is held by identity "${this.id}" in another live process (pid ${writer.pid}); --identity must be unique per process`,
+      );
+    }
+    this.firstSeen(current);
+    const since = this.seen?.since ?? this.clock.now();
+    const waitMs = Math.max(this.leaseDurationMs, file.record.leaseDurationSeconds * 1000);
+    const leftMs = since + waitMs - this.clock.now();
+    if (leftMs <= 0) return;
+    const who =
+      writer.state === "stopping"
+        ? `an earlier process (pid ${writer.pid}) that is gone, but ${writer.what}`
+        : `a process this host cannot inspect${file.holder ? ` (pid ${file.holder.pid} on ${file.holder.hostname || "?"})` : ""}`;
+    throw new SameIdentityHeldError(
+      `${lease} is held by identity "${this.id}" from ${who}; waiting for it to stop or for the lease to expire (${(leftMs / 1000).toFixed(1)}s left)`,
+    );
+  }
+
   /** Unreadable bytes block takeover until they have been seen unchanged for a whole lease duration. */
-  private corruptRecord(content: string, err: Error): LeaderElectionRecord {
+  private corruptRecord(content: string, err: Error, asBase: boolean): LeaderElectionRecord {
     const now = this.clock.now();
     if (this.corrupt?.content !== content) this.corrupt = { content, since: now };
     const seenMs = now - this.corrupt.since;
     if (seenMs >= this.leaseDurationMs) {
-      this.expected = content;
+      if (asBase) this.expected = content;
       return { ...emptyRecord(), leaderTransitions: salvageTransitions(content) };
     }
     const left = ((this.leaseDurationMs - seenMs) / 1000).toFixed(1);
@@ -296,13 +482,10 @@ export class FileLock implements ResourceLock {
     );
   }
 
-  /** The holder process on this host is gone, and so is every process of its child's group. */
+  /** The holder process on this host is gone, and so are its child's group and its watchdog. */
   private async holderIsGone(file: LeaseFile): Promise<boolean> {
-    const holder = file.holder;
-    if (holder === null || file.record.holderIdentity === "") return false;
-    if (!sameHost(await currentProcess(), holder)) return false;
-    if ((await processLiveness(holder.pid, holder.startTime)) !== "gone") return false;
-    return holder.childPgid === undefined || groupLiveness(holder.childPgid) === "gone";
+    if (file.record.holderIdentity === "") return false;
+    return (await writerState(file.holder)).state === "gone";
   }
 
   private async critical<T>(signal: AbortSignal | undefined, fn: (mutex: MutexHandle) => Promise<T>): Promise<T> {

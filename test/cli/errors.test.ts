@@ -46,11 +46,11 @@ describe("error reporting", () => {
     const e = new TypeError("cannot read properties of undefined");
     const plain = report(e);
     assert.equal(plain.code, 70);
-    assert.match(plain.text, /^leader-run: internal error: cannot read properties of undefined; please report it at https?:\/\/\S+ \(--log-level debug shows the stack\)\n$/);
+    assert.match(plain.text, /^leader-run: internal error: cannot read properties of undefined; this is a bug in leader-run: please report it with this line and `leader-run --version` \(--log-level debug shows the stack\)\n$/);
     const debug = report(e, true);
     assert.equal(debug.code, 70);
     const lines = debug.text.trimEnd().split("\n");
-    assert.match(lines[0] ?? "", /^leader-run: internal error: cannot read properties of undefined; please report it at \S+$/);
+    assert.match(lines[0] ?? "", /^leader-run: internal error: cannot read properties of undefined; this is a bug in leader-run: please report it with this line and `leader-run --version`$/);
     assert.match(lines[1] ?? "", /^TypeError: cannot read properties of undefined/);
     assert.ok(lines.length > 2, "stack frames follow");
   });

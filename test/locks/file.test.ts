@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { chmod, chown, lstat, mkdir, readdir, readFile, symlink, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,7 +14,7 @@ import {
 import { encodeLeaseFile } from "../../src/locks/file-format.js";
 import { FileMutex } from "../../src/locks/file-mutex.js";
 import { currentProcess } from "../../src/locks/file-process.js";
-import { defaultLockDir, FileLock, FileLockConfigError } from "../../src/locks/file.js";
+import { defaultLockDir, FileLock, FileLockConfigError, IdentityClashError, SameIdentityHeldError } from "../../src/locks/file.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { Processes, record, startTimeOf, tempDir, waitFor } from "./file-helpers.js";
 
@@ -247,15 +248,15 @@ describe("corrupt lease files", () => {
   });
 });
 
-describe("dead-holder detection", () => {
-  /** Writes a record naming `pid` (on this host unless overridden) as the holder process. */
-  async function writeHeldBy(dir: string, pid: number, extra: Record<string, unknown> = {}): Promise<void> {
-    const self = await currentProcess();
-    const holder = { ...self, pid, startTime: await startTimeOf(pid), ...extra };
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeFile(join(dir, "job"), encodeLeaseFile(record("dead", 3), holder), { mode: 0o644 });
-  }
+/** Writes a record naming `pid` (on this host unless overridden) as the holder process. */
+async function writeHeldBy(dir: string, pid: number, extra: Record<string, unknown> = {}, identity = "dead"): Promise<void> {
+  const self = await currentProcess();
+  const holder = { ...self, pid, startTime: await startTimeOf(pid), ...extra };
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFile(join(dir, "job"), encodeLeaseFile(record(identity, 3), holder), { mode: 0o644 });
+}
 
+describe("dead-holder detection", () => {
   test("a holder process that is gone shows as released, and the CAS still applies to the real file", async (t) => {
     if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
     const dir = freshDir();
@@ -311,20 +312,206 @@ describe("dead-holder detection", () => {
     assert.equal((await lock(dir).get()).record.holderIdentity, "x");
   });
 
-  test("setGuardedProcessGroup is written into the holder's next record and forgotten on release", async () => {
+  test("a dead holder's watchdog keeps the lease held until it exits too", async (t) => {
+    if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
+    const dir = freshDir();
+    const holder = procs.sleeper();
+    const watchdog = procs.sleeper(true);
+    await writeHeldBy(dir, holder.pid!, { watchdog: { pid: watchdog.pid!, startTime: await startTimeOf(watchdog.pid!) } });
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    await procs.kill(holder);
+    assert.equal((await lock.get()).record.holderIdentity, "dead", "held while the watchdog runs");
+    await procs.kill(watchdog);
+    assert.equal((await lock.get()).record.holderIdentity, "", "released once the watchdog is gone");
+  });
+
+  test("a child process group left with only zombies no longer holds the lease", async (t) => {
+    if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
+    const dir = freshDir();
+    // `setsid sleep 0` leads its own group and exits; its parent (exec'ed into sleep) never reaps it.
+    const parent = procs.track(spawn("sh", ["-c", "setsid sleep 0 & echo $!; exec sleep 1000"], { stdio: ["ignore", "pipe", "ignore"] }));
+    let out = "";
+    parent.stdout?.on("data", (c: Buffer) => (out += c.toString()));
+    await waitFor(() => out.includes("\n"), 10_000, "the zombie's pid");
+    const zombie = Number(out.trim());
+    await waitFor(async () => (await readFile(`/proc/${zombie}/stat`, "utf8")).includes(") Z "), 10_000, "the group leader to become a zombie");
+    assert.doesNotThrow(() => process.kill(-zombie, 0), "kill() still reports the zombie's group");
+    const holder = procs.sleeper();
+    await writeHeldBy(dir, holder.pid!, { childPgid: zombie });
+    await procs.kill(holder);
+    assert.equal((await new FileLock({ name: "job", identity: "a", dir }).get()).record.holderIdentity, "");
+    await procs.kill(parent);
+  });
+
+  const leaderRunOf = async (dir: string) =>
+    (JSON.parse(await readFile(join(dir, "job"), "utf8")) as { leaderRun: Record<string, unknown> }).leaderRun;
+
+  test("setGuardedProcessGroup writes the group into our current record at once, changing nothing else", async () => {
     const dir = freshDir();
     const lock = new FileLock({ name: "job", identity: "a", dir });
-    const leaderRun = async () => (JSON.parse(await readFile(join(dir, "job"), "utf8")) as { leaderRun: { childPgid?: number } }).leaderRun;
-    await lock.create(record("a"));
-    lock.setGuardedProcessGroup(4242);
-    assert.equal((await leaderRun()).childPgid, undefined, "not before the next write");
-    await lock.update(record("a"));
-    assert.equal((await leaderRun()).childPgid, 4242);
-    await lock.update(record(""));
-    assert.equal((await leaderRun()).childPgid, undefined, "a released record names no group");
-    await lock.update(record("a"));
-    assert.equal((await leaderRun()).childPgid, undefined, "a release forgets the group");
+    await lock.create(record("a", 5));
+    const before = JSON.parse(await readFile(join(dir, "job"), "utf8")) as Record<string, unknown>;
+    assert.equal(await lock.setGuardedProcessGroup(4242), true);
+    const after = JSON.parse(await readFile(join(dir, "job"), "utf8")) as Record<string, unknown>;
+    assert.equal((after.leaderRun as Record<string, unknown>).childPgid, 4242);
+    assert.deepEqual({ ...after, leaderRun: undefined }, { ...before, leaderRun: undefined }, "no renewal: the record is unchanged");
+    assert.equal(await lock.setGuardedProcessGroup(4242), true, "again: nothing to write");
+
+    // The CAS base moved with our own write: the elector's next fast-path update succeeds.
+    await lock.update(record("a", 5));
+    assert.equal((await leaderRunOf(dir)).childPgid, 4242, "and keeps naming the group");
+    assert.equal(await lock.setGuardedProcessGroup(undefined), false, "forgetting is lazy");
+    assert.equal((await leaderRunOf(dir)).childPgid, 4242);
+    await lock.update(record("a", 5));
+    assert.equal((await leaderRunOf(dir)).childPgid, undefined, "forgotten by the next write");
+
     assert.throws(() => lock.setGuardedProcessGroup(1), RangeError);
+    assert.throws(() => lock.setGuardedProcessGroup(2.5), RangeError);
+    assert.throws(() => lock.setGuardedProcessGroup(undefined, { watchdogPid: 0 }), RangeError);
+  });
+
+  test("setGuardedProcessGroup writes nothing when the file is not our current record, and the next write carries the group", async () => {
+    const dir = freshDir();
+    const a = new FileLock({ name: "job", identity: "a", dir });
+    const b = new FileLock({ name: "job", identity: "b", dir });
+    assert.equal(await a.setGuardedProcessGroup(4242), false, "no file yet");
+    await a.create(record("a"));
+    await a.update(record(""));
+    const released = await readFile(join(dir, "job"), "utf8");
+    assert.equal(await a.setGuardedProcessGroup(4243), false, "a released record names no group");
+    assert.equal(await readFile(join(dir, "job"), "utf8"), released);
+
+    await b.get();
+    await b.update(record("b"));
+    const theirs = await readFile(join(dir, "job"), "utf8");
+    assert.equal(await a.setGuardedProcessGroup(4244), false, "somebody else wrote since");
+    assert.equal(await readFile(join(dir, "job"), "utf8"), theirs);
+
+    await b.update(record(""));
+    await a.get();
+    await a.update(record("a"));
+    assert.equal((await leaderRunOf(dir)).childPgid, 4244, "our next record names the group");
+    await a.update(record(""));
+    await a.update(record("a"));
+    assert.equal((await leaderRunOf(dir)).childPgid, undefined, "a release forgets it");
+  });
+
+  test("setGuardedProcessGroup racing with renewals and reads neither makes them conflict nor loses the group", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    await lock.create(record("a"));
+    for (let i = 0; i < 12; i++) {
+      const pgid = 1000 + i;
+      await lock.setGuardedProcessGroup(undefined);
+      // Renewal (fast path: no read) and a read, each raced against the guard write, in varying order.
+      const calls: Array<Promise<unknown>> = [lock.update(record("a")), lock.setGuardedProcessGroup(pgid), lock.get()];
+      if (i % 2 === 1) calls.reverse();
+      await Promise.all(calls);
+      assert.equal((await leaderRunOf(dir)).childPgid, pgid, `round ${i}`);
+      await lock.update(record("a"));
+      assert.equal((await leaderRunOf(dir)).childPgid, pgid, `round ${i}: the next renewal succeeds and keeps it`);
+    }
+  });
+
+  test("setGuardedProcessGroup records the watchdog with its start time, before any child exists", async (t) => {
+    if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
+    const dir = freshDir();
+    const watchdog = procs.sleeper(true);
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    await lock.create(record("a"));
+    assert.equal(await lock.setGuardedProcessGroup(undefined, { watchdogPid: watchdog.pid! }), true);
+    let leaderRun = await leaderRunOf(dir);
+    assert.equal(leaderRun.watchdogPid, watchdog.pid);
+    assert.equal(leaderRun.watchdogStartTime, await startTimeOf(watchdog.pid!));
+    assert.equal(leaderRun.childPgid, undefined);
+    await lock.update(record(""));
+    assert.equal((await leaderRunOf(dir)).watchdogPid, undefined, "a released record names nobody");
+    await lock.update(record("a"));
+    leaderRun = await leaderRunOf(dir);
+    assert.equal(leaderRun.watchdogPid, watchdog.pid, "the watchdog outlives a term: it is remembered");
+  });
+});
+
+describe("one identity, one process", () => {
+  const clash = (pid: number) => (err: Error) =>
+    err instanceof IdentityClashError &&
+    err instanceof PermanentLockError &&
+    /^lease "job" \(.*job\) is held by identity "a" in another live process \(pid (\d+)\); --identity must be unique per process$/.test(err.message) &&
+    err.message.includes(`(pid ${pid})`);
+
+  test("a record with our identity written by another live process on this host is refused with a permanent error", async (t) => {
+    if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
+    const dir = freshDir();
+    const other = procs.sleeper();
+    await writeHeldBy(dir, other.pid!, {}, "a");
+    const before = await readFile(join(dir, "job"), "utf8");
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    assert.equal((await lock.get()).record.holderIdentity, "a", "reading is fine (status)");
+    await assert.rejects(lock.update(record("a", 4)), clash(other.pid!));
+    assert.equal(await readFile(join(dir, "job"), "utf8"), before, "nothing written");
+    // `leader-run release --identity a` from another process must still work.
+    await lock.update(record("", 3));
+    assert.equal((await lock.get()).record.holderIdentity, "");
+  });
+
+  test("a record with our identity from a process that is gone, with everything it ran, is acquired at once (a restart)", async (t) => {
+    if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
+    const dir = freshDir();
+    const previous = procs.sleeper();
+    await writeHeldBy(dir, previous.pid!, {}, "a");
+    await procs.kill(previous);
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    assert.equal((await lock.get()).record.holderIdentity, "");
+    await lock.update(record("a", 4));
+    // Also when read as ours (another FileLock of this process wrote it).
+    const again = new FileLock({ name: "job", identity: "a", dir });
+    assert.equal((await again.get()).record.holderIdentity, "a");
+    await again.update(record("a", 4));
+  });
+
+  test("a record with our identity from a gone process whose child group still runs waits for the group or the lease expiry", async (t) => {
+    if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
+    const held = (err: Error) =>
+      err instanceof SameIdentityHeldError &&
+      err instanceof ConflictError &&
+      /held by identity "a" from an earlier process \(pid \d+\) that is gone, but its child's process group \d+ still runs; .*\(15\.0s left\)/.test(err.message);
+    for (const ending of ["group killed", "lease expired"]) {
+      const dir = freshDir();
+      const clock = new FakeClock();
+      const previous = procs.sleeper();
+      const group = procs.sleeper(true);
+      await writeHeldBy(dir, previous.pid!, { childPgid: group.pid! }, "a");
+      await procs.kill(previous);
+      const lock = new FileLock({ name: "job", identity: "a", dir, clock, leaseDurationMs: 10_000 });
+      assert.equal((await lock.get()).record.holderIdentity, "a");
+      await assert.rejects(lock.update(record("a", 4)), held, ending);
+      if (ending === "group killed") {
+        await procs.kill(group);
+        assert.equal((await lock.get()).record.holderIdentity, "");
+      } else {
+        await clock.advance(14_000);
+        await lock.get();
+        await assert.rejects(lock.update(record("a", 4)), SameIdentityHeldError, "the record's 15 s lease, not ours");
+        await clock.advance(1_000);
+        await lock.get();
+      }
+      await lock.update(record("a", 4));
+      assert.equal((await lock.get()).record.holderIdentity, "a", ending);
+    }
+  });
+
+  test("a record with our identity from a process this host cannot inspect waits for the lease to expire", async () => {
+    const dir = freshDir();
+    await mkdir(dir, { mode: 0o700 });
+    const self = await currentProcess();
+    await writeFile(join(dir, "job"), encodeLeaseFile(record("a", 3), { ...self, bootId: "another-host", pid: 12345 }), { mode: 0o644 });
+    const clock = new FakeClock();
+    const lock = new FileLock({ name: "job", identity: "a", dir, clock, leaseDurationMs: 15_000 });
+    await lock.get();
+    await assert.rejects(lock.update(record("a", 4)), /cannot inspect \(pid 12345 on .*\); waiting .*\(15\.0s left\)/);
+    await clock.advance(15_000);
+    await lock.get();
+    await lock.update(record("a", 4));
   });
 });
 
