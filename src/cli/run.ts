@@ -57,6 +57,7 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
     renewDeadlineMs: options.renewDeadlineMs,
     namespace: options.namespace,
     kubeconfig: options.kubeconfig,
+    onWarning: (message) => log.warn("backend_warning", {}, message),
   });
 
   // The supervisor pulls in execa, a large module tree: load it while we campaign rather than before.

@@ -18,6 +18,8 @@ export interface OpenLockOptions {
   kubeconfig?: string;
   /** Where backends read secret variables (e.g. LEADER_RUN_REDIS_PASSWORD); default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** Non-fatal backend problems (e.g. events forbidden), for the caller's log. */
+  onWarning?: (message: string) => void;
 }
 
 /**
@@ -36,7 +38,7 @@ export async function openLock(spec: LockSpec, options: OpenLockOptions): Promis
   }
 }
 
-const CONFIG_ERRORS = new Set(["FileLockConfigError", "RedisConfigError", "ConfigError"]);
+const CONFIG_ERRORS = new Set(["FileLockConfigError", "RedisConfigError", "KubernetesConfigError", "ConfigError"]);
 
 async function open(spec: LockSpec, options: OpenLockOptions): Promise<ResourceLock> {
   switch (spec.kind) {
@@ -61,8 +63,20 @@ async function open(spec: LockSpec, options: OpenLockOptions): Promise<ResourceL
       if (options.env !== undefined) redisOptions.env = options.env;
       return await openRedisLock(spec.url, redisOptions);
     }
-    case "kubernetes":
-      throw new BackendUnavailableError("kubernetes");
+    case "kubernetes": {
+      const { openKubernetesLock } = await import("./kubernetes.js");
+      const k8sOptions: Parameters<typeof openKubernetesLock>[1] = {
+        name: options.name,
+        identity: options.identity,
+        leaseDurationMs: options.leaseDurationMs,
+        renewDeadlineMs: options.renewDeadlineMs,
+      };
+      if (options.namespace !== undefined) k8sOptions.namespace = options.namespace;
+      if (options.kubeconfig !== undefined) k8sOptions.kubeconfig = options.kubeconfig;
+      if (options.env !== undefined) k8sOptions.env = options.env;
+      if (options.onWarning !== undefined) k8sOptions.onWarning = options.onWarning;
+      return await openKubernetesLock(spec, k8sOptions);
+    }
     case "etcd":
       throw new BackendUnavailableError("etcd");
     case "postgres":
