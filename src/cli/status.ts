@@ -60,14 +60,15 @@ export function leaseStatus(name: string, location: string, record: LeaderElecti
 
 /** Opens the lock of a one-shot command (status, release); it only reads or writes once. */
 export async function openTargetLock(target: LeaseTarget): Promise<ResourceLock> {
+  // One read or write: the run command's timings only matter to the file lock's corrupt-file rule.
   const options: Parameters<typeof openLock>[1] = {
     name: target.name,
     identity: target.identity,
     leaseDurationMs: DEFAULTS.leaseDurationMs,
     renewDeadlineMs: DEFAULTS.renewDeadlineMs,
+    namespace: target.namespace,
+    kubeconfig: target.kubeconfig,
   };
-  if (target.namespace !== undefined) options.namespace = target.namespace;
-  if (target.kubeconfig !== undefined) options.kubeconfig = target.kubeconfig;
   return openLock(target.lock, options);
 }
 

@@ -54,28 +54,13 @@ async function open(spec: LockSpec, options: OpenLockOptions): Promise<ResourceL
     }
     case "redis": {
       const { openRedisLock } = await import("./redis.js");
-      const redisOptions: Parameters<typeof openRedisLock>[1] = {
-        name: options.name,
-        identity: options.identity,
-        leaseDurationMs: options.leaseDurationMs,
-        renewDeadlineMs: options.renewDeadlineMs,
-      };
-      if (options.env !== undefined) redisOptions.env = options.env;
-      return await openRedisLock(spec.url, redisOptions);
+      const { name, identity, leaseDurationMs, renewDeadlineMs, env } = options;
+      return await openRedisLock(spec.url, { name, identity, leaseDurationMs, renewDeadlineMs, env });
     }
     case "kubernetes": {
       const { openKubernetesLock } = await import("./kubernetes.js");
-      const k8sOptions: Parameters<typeof openKubernetesLock>[1] = {
-        name: options.name,
-        identity: options.identity,
-        leaseDurationMs: options.leaseDurationMs,
-        renewDeadlineMs: options.renewDeadlineMs,
-      };
-      if (options.namespace !== undefined) k8sOptions.namespace = options.namespace;
-      if (options.kubeconfig !== undefined) k8sOptions.kubeconfig = options.kubeconfig;
-      if (options.env !== undefined) k8sOptions.env = options.env;
-      if (options.onWarning !== undefined) k8sOptions.onWarning = options.onWarning;
-      return await openKubernetesLock(spec, k8sOptions);
+      const { name, identity, leaseDurationMs, renewDeadlineMs, namespace, kubeconfig, env, onWarning } = options;
+      return await openKubernetesLock(spec, { name, identity, leaseDurationMs, renewDeadlineMs, namespace, kubeconfig, env, onWarning });
     }
     case "etcd":
       throw new BackendUnavailableError("etcd");
