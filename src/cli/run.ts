@@ -351,7 +351,8 @@ class LeaderRun {
       if (!stopped.groupGone) {
         // Something in the group survived SIGKILL: never settle, so the elector leaves the lease to expire.
         this.log.error("group_survived", { pgid: child.pgid }, "processes of the child's group survived SIGKILL; the lease will not be released");
-        this.cancel({ kind: "child_done", exit });
+        // After a lost lease the exit stays 76; otherwise end the campaign with the child's status.
+        if (!leading.aborted) this.cancel({ kind: "child_done", exit });
         return new Promise<void>(() => undefined);
       }
       if (guardsProcesses(this.lock)) void this.lock.setGuardedProcessGroup(undefined);
