@@ -25,11 +25,11 @@ describe("bin/leader-run.js", () => {
     copyFileSync(BIN, join(tmp, "bin", "leader-run.js"));
     const r = spawnSync(process.execPath, [join(tmp, "bin", "leader-run.js"), "--version"], { encoding: "utf8", env: childEnv(), timeout: 30_000 });
     assert.equal(r.status, 70);
-    assert.equal(r.stderr, "leader-run: not built yet (dist/cli/main.js is missing); run `npm run build` first\n");
+    assert.equal(r.stderr, "leader-run: not built yet (dist/bin/main.js is missing); run `npm run build` first\n");
   });
 
   it("runs the built CLI and sets the exit code (skipped until `npm run build`)", (t) => {
-    if (!existsSync(join(ROOT, "dist", "cli", "main.js"))) {
+    if (!existsSync(join(ROOT, "dist", "bin", "main.js"))) {
       t.skip("dist/ not built: npm run build");
       return;
     }

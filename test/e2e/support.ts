@@ -28,8 +28,8 @@ export const TIMING = ["--lease-duration", "3s", "--renew-deadline", "2s", "--re
 
 /** Fails with a clear message instead of a pile of confusing test failures. */
 export function assertBuilt(): void {
-  if (!existsSync(join(ROOT, "dist", "cli", "main.js"))) {
-    throw new Error(`dist/cli/main.js is missing: run \`npm run build\` before the e2e tests (npm test builds first)`);
+  if (!existsSync(join(ROOT, "dist", "bin", "main.js"))) {
+    throw new Error(`dist/bin/main.js is missing: run \`npm run build\` before the e2e tests (npm test builds first)`);
   }
 }
 

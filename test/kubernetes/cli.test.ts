@@ -4,10 +4,8 @@
  * exit codes for refused credentials and an unreachable server.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { after, afterEach, before, beforeEach, describe, test } from "node:test";
-import { leftovers, marker, ROOT, waitFor, type ChildEvent } from "../e2e/support.js";
+import { leftovers, marker, waitFor, type ChildEvent } from "../e2e/support.js";
 import { K8S_LEASE_MS, K8S_RENEW_DEADLINE_MS, K8S_RETRY_MS, KubernetesWorld, overlapSampler, type LeaderRunProcess } from "../support/k8s/cli-world.js";
 import { startLeaseApiServer, type LeaseApiServer } from "../support/lease-api-server.js";
 
@@ -17,18 +15,6 @@ before(async () => {
   server = await startLeaseApiServer();
 });
 
-/**
- * Until src/locks/factory.ts opens the Kubernetes lock, `--lock kubernetes:` exits 64. Then these tests
- * skip with that reason (and fail under CI, so a missing wiring cannot pass unnoticed).
- */
-function backendWired(t: { skip(message: string): void }): boolean {
-  const factory = readFileSync(join(ROOT, "dist", "locks", "factory.js"), "utf8");
-  if (factory.includes("kubernetes.js")) return true;
-  const why = "the Kubernetes lock is not wired into src/locks/factory.ts yet";
-  if (process.env.CI === "true") assert.fail(why);
-  t.skip(why);
-  return false;
-}
 after(async () => {
   await server.close();
   assert.deepEqual(leftovers(), [], "processes left behind");
@@ -55,8 +41,7 @@ async function nthStart(n: number, timeoutMs = 20_000): Promise<ChildEvent> {
 }
 
 describe("leader-run --lock kubernetes:", () => {
-  test("three processes on one Lease run one child at a time across SIGTERM hand-overs; the Lease names the leader", async (t) => {
-    if (!backendWired(t)) return;
+  test("three processes on one Lease run one child at a time across SIGTERM hand-overs; the Lease names the leader", async () => {
     const ids = ["k8s-a", "k8s-b", "k8s-c"];
     const markers = new Map(ids.map((id) => [id, marker()]));
     const runs = new Map<string, LeaderRunProcess>();
@@ -101,8 +86,7 @@ describe("leader-run --lock kubernetes:", () => {
     assert.ok(events2.some((e) => String(e.message).endsWith(" stopped leading")));
   });
 
-  test("a SIGTERM hand-over completes in under a second through the watch (retry period 2 s)", async (t) => {
-    if (!backendWired(t)) return;
+  test("a SIGTERM hand-over completes in under a second through the watch (retry period 2 s)", async () => {
     const timing = ["--lease-duration", "5s", "--renew-deadline", "3s", "--retry-period", "2s", "--kill-grace", "500ms"];
     const a = w.run("fast-a", w.child("fast-a", marker()), { timing });
     await w.waitForChildEvent("fast-a to start", (e) => e.kind === "start");
@@ -118,8 +102,7 @@ describe("leader-run --lock kubernetes:", () => {
     assert.equal(await b.exitCode(), 0);
   });
 
-  test("after SIGKILL of the leader, its child is gone and the standby takes over within lease + retry", async (t) => {
-    if (!backendWired(t)) return;
+  test("after SIGKILL of the leader, its child is gone and the standby takes over within lease + retry", async () => {
     const ma = marker();
     const mb = marker();
     const sampler = overlapSampler([ma, mb]);
@@ -142,8 +125,7 @@ describe("leader-run --lock kubernetes:", () => {
     }
   });
 
-  test("an API server outage longer than the renew deadline stops the child before the lease could pass", async (t) => {
-    if (!backendWired(t)) return;
+  test("an API server outage longer than the renew deadline stops the child before the lease could pass", async () => {
     const ma = marker();
     const mb = marker();
     const sampler = overlapSampler([ma, mb]);
@@ -173,8 +155,7 @@ describe("leader-run --lock kubernetes:", () => {
     }
   });
 
-  test("a token without rights exits 69 naming the verb and resource it lacks", async (t) => {
-    if (!backendWired(t)) return;
+  test("a token without rights exits 69 naming the verb and resource it lacks", async () => {
     server.addToken("get-only", { user: "system:serviceaccount:default:job", rules: [{ resources: ["leases"], verbs: ["get"] }] });
     const p = w.run("denied", ["sh", "-c", "echo must-not-run"], { kubeconfig: w.kubeconfigFor("get-only") });
     assert.equal(await p.exitCode(20_000), 69, `${p}`);
@@ -184,16 +165,14 @@ describe("leader-run --lock kubernetes:", () => {
     assert.match(p.stderr, /rbac\.yaml/);
   });
 
-  test("refused credentials (401) exit 69", async (t) => {
-    if (!backendWired(t)) return;
+  test("refused credentials (401) exit 69", async () => {
     const p = w.run("unauthorized", ["true"], { kubeconfig: w.kubeconfigFor("not-a-token") });
     assert.equal(await p.exitCode(20_000), 69, `${p}`);
     assert.match(p.stderr, /401 Unauthorized/);
     assert.ok(!p.stderr.includes("not-a-token"), "the token is not printed");
   });
 
-  test("an unreachable API server: --no-wait exits 69, otherwise leader-run keeps campaigning", async (t) => {
-    if (!backendWired(t)) return;
+  test("an unreachable API server: --no-wait exits 69, otherwise leader-run keeps campaigning", async () => {
     server.setOutage("reset");
     const once = w.run("no-wait", ["true"], { extra: ["--no-wait"] });
     assert.equal(await once.exitCode(20_000), 69, `${once}`);
@@ -207,8 +186,7 @@ describe("leader-run --lock kubernetes:", () => {
     assert.equal(await patient.exitCode(), 0);
   });
 
-  test("without --identity the holder identity comes from POD_NAME", async (t) => {
-    if (!backendWired(t)) return;
+  test("without --identity the holder identity comes from POD_NAME", async () => {
     const p = w.run(undefined, w.child("pod", marker()), { env: { POD_NAME: "web-0" } });
     const start = await w.waitForChildEvent("the child to start", (e) => e.kind === "start");
     assert.match(start.fields.identity ?? "", /^web-0_/);
