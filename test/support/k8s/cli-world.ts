@@ -3,7 +3,7 @@
  * real `bin/leader-run.js` (compiled dist/) with a kubeconfig for the server, tracks every process, and
  * cleans up after each test. Builds on the e2e harness (test/e2e/support.ts) for processes and child events.
  */
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -150,34 +150,5 @@ export class KubernetesWorld {
   }
 }
 
-/**
- * Samples every `everyMs` which of `markers` has a live `sleep <marker>` (the fixture child); `stop()`
- * returns the samples in which two were alive at once, and every marker ever seen alive.
- */
-export function overlapSampler(markers: readonly string[], everyMs = 40): { stop(): Promise<{ overlaps: string[][]; seen: Set<string> }> } {
-  let running = true;
-  const overlaps: string[][] = [];
-  const seen = new Set<string>();
-  const loop = (async () => {
-    while (running) {
-      const alive = await new Promise<string[]>((resolve) => {
-        execFile("pgrep", ["-a", "-f", "^sleep 1000\\."], { encoding: "utf8" }, (_err, out) => {
-          const args = String(out ?? "")
-            .split("\n")
-            .map((l) => l.trim().split(/\s+/)[2] ?? "");
-          resolve(markers.filter((m) => args.includes(m)));
-        });
-      });
-      for (const m of alive) seen.add(m);
-      if (alive.length > 1) overlaps.push(alive);
-      await delay(everyMs);
-    }
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      return { overlaps, seen };
-    },
-  };
-}
+// The overlap sampler is the e2e suite's: one definition of "two children alive at once".
+export { overlapSampler } from "../../e2e/support.js";
