@@ -82,13 +82,19 @@ export class FileMutex {
     }
   }
 
+  /**
+   * Creates the lock file with its content in one step: the content goes to a private file first, which
+   * link() then publishes (EEXIST if the lock is taken). An O_EXCL create followed by a write would leave
+   * an empty lock file, whose holder nobody can judge, if we died in between: every other writer would
+   * then wait the whole stale period.
+   */
   private async tryCreate(content: string): Promise<boolean> {
+    const draft = `${this.path}.new-${process.pid}-${randomBytes(6).toString("hex")}`;
     let fh;
     try {
-      fh = await open(this.path, CREATE_FLAGS, 0o600);
+      fh = await open(draft, CREATE_FLAGS, 0o600);
     } catch (err) {
       const code = errno(err);
-      if (code === "EEXIST") return false;
       if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
         throw new PermanentLockError(`cannot create the lock file ${this.path} (${code}); make its directory writable by this user`, { cause: err });
       }
@@ -97,11 +103,16 @@ export class FileMutex {
     try {
       await fh.writeFile(content);
       await fh.close();
+      await link(draft, this.path);
       return true;
     } catch (err) {
       await fh.close().catch(() => undefined);
-      await unlink(this.path).catch(() => undefined);
+      // EEXIST: held by someone else. ENOENT: a holder cleaning up strays removed our draft; just retry.
+      const code = errno(err);
+      if (code === "EEXIST" || code === "ENOENT") return false;
       throw new LockError(`cannot write the lock file ${this.path}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      await unlink(draft).catch(() => undefined);
     }
   }
 

@@ -538,7 +538,7 @@ export class FileLock implements ResourceLock {
    * the critical section, so no live writer is using them; one whose section was broken must not commit.
    */
   private async removeStrays(): Promise<void> {
-    const prefixes = [`.${this.name}~tmp-`, `.${this.name}~lock.broken-`];
+    const prefixes = [`.${this.name}~tmp-`, `.${this.name}~lock.broken-`, `.${this.name}~lock.new-`];
     let entries: string[];
     try {
       entries = await readdir(this.dir);

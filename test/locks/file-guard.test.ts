@@ -186,7 +186,8 @@ describe("one identity, one process", { timeout: 60_000 }, () => {
       await waitFor(async () => (await lines()).some((l) => l.startsWith(`start `) && l.split(" ")[3] === String(secondPid)), 15_000, "the second process to lead");
       const tookMs = Math.round(performance.now() - killedAt);
       t.diagnostic(`second process led ${tookMs}ms after the first was killed`);
-      assert.ok(tookMs < 5_000, `took ${tookMs}ms; the 20 s lease could not have expired`);
+      // Well before the 20 s lease could have expired (the margin absorbs a loaded CI machine).
+      assert.ok(tookMs < 10_000, `took ${tookMs}ms; the 20 s lease could not have expired`);
     } finally {
       await procs.kill(first.child);
       if (second) await procs.kill(second.child);
