@@ -29,7 +29,8 @@ type CancelCause =
   | { kind: "child_done"; exit: ChildExit }
   | { kind: "signal"; signal: NodeJS.Signals }
   | { kind: "not_acquired" }
-  | { kind: "unavailable"; message: string };
+  | { kind: "unavailable"; message: string }
+  | { kind: "internal"; error: unknown };
 
 /** Exit code for a spawn failure, as shells report them. */
 function spawnFailureExit(error: ChildSpawnError): ChildExit {
@@ -156,6 +157,7 @@ class LeaderRun {
       this.log.warn("not_acquired", { holder: this.elector.getLeader() }, this.notAcquiredMessage());
       return this.options.conflictExitCode;
     }
+    if (cause?.kind === "internal") return ExitCode.INTERNAL;
     if (cause?.kind === "unavailable") {
       this.log.error("unavailable", {}, cause.message);
       return ExitCode.UNAVAILABLE;
@@ -289,8 +291,23 @@ class LeaderRun {
     }
   }
 
-  /** onStartedLeading: run (and restart) the child until leadership ends or the child is done. */
+  /**
+   * onStartedLeading. A bug in here must not leave us leading with no child: it ends the campaign
+   * (exit 70) after whatever child was started has been stopped.
+   */
   private async lead(leading: AbortSignal): Promise<void> {
+    try {
+      await this.superviseChild(leading);
+    } catch (error) {
+      this.log.error("internal_error", { error: describeError(error) }, "internal error while supervising the child; this is a bug in leader-run");
+      // The lease is released once this returns, so a child must be gone first.
+      const stopped = await this.child?.stop("internal error");
+      this.cancel({ kind: "internal", error });
+      if (stopped && !stopped.groupGone) return new Promise<void>(() => undefined);
+    }
+  }
+
+  private async superviseChild(leading: AbortSignal): Promise<void> {
     const term = this.elector.term() ?? 0;
     while (!leading.aborted) {
       if (this.stopSignal !== undefined) return;
