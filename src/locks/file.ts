@@ -340,8 +340,11 @@ export class FileLock implements ResourceLock {
         // a notification is only a hint; the elector's retry loop stays authoritative
       }
     };
+    let gaps = 0;
+    // The directory may not exist yet (a campaign can start before any process created it); try again
+    // soon, then every second.
     const restartLater = (): void => {
-      retry = setTimeout(start, 1000);
+      retry = setTimeout(start, gaps++ < 10 ? 50 : 1000);
       retry.unref();
     };
     // The directory, not the file: the file is replaced by rename() on every write.
@@ -351,6 +354,8 @@ export class FileLock implements ResourceLock {
         watcher = fsWatch(this.dir, { persistent: false }, (_event, filename) => {
           if (filename === null || filename === this.name) notify();
         });
+        // A release made while we were not watching went unseen: let the elector look once.
+        if (gaps > 0) notify();
         watcher.on("error", () => {
           watcher?.close();
           watcher = undefined;

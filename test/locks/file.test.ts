@@ -608,6 +608,23 @@ describe("watch and abort", () => {
     assert.equal(calls, before, "no notifications after abort");
   });
 
+  test("a watch started before the lock directory exists still reports the first changes", async () => {
+    const dir = join(freshDir(), "not-yet");
+    const watcher = new FileLock({ name: "job", identity: "b", dir });
+    let calls = 0;
+    const stop = new AbortController();
+    watcher.watch(() => calls++, stop.signal);
+    // Another process creates the directory and the lease while the watch could not be set up yet.
+    const holder = new FileLock({ name: "job", identity: "a", dir });
+    await holder.create(record("a"));
+    await waitFor(() => calls > 0, 5_000, "a notification once the directory exists");
+    const seen = calls;
+    await holder.get();
+    await holder.update(record(""));
+    await waitFor(() => calls > seen, 5_000, "the release is reported too");
+    stop.abort();
+  });
+
   test("close stops every watcher", async () => {
     const dir = freshDir();
     const lock = new FileLock({ name: "job", identity: "a", dir });
