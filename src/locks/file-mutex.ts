@@ -4,7 +4,7 @@ import { link, lstat, open, readFile, rename, unlink } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
 import { LockError, PermanentLockError } from "../election/lock.js";
-import { currentProcess, processLiveness, sameHost, type ProcessIdentity } from "./file-process.js";
+import { currentProcess, errno, processLiveness, sameHost, type ProcessIdentity } from "./file-process.js";
 
 /**
  * The short critical section that makes the file lock's compare-and-swap exact across processes.
@@ -42,10 +42,6 @@ export interface MutexHandle {
 }
 
 const CREATE_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
-
-function errno(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | null)?.code;
-}
 
 export class FileMutex {
   readonly path: string;

@@ -85,7 +85,8 @@ export function sameHost(a: ProcessIdentity, b: ProcessIdentity): boolean {
   return a.bootId !== null && a.pidNamespace !== null && a.bootId === b.bootId && a.pidNamespace === b.pidNamespace;
 }
 
-function errno(err: unknown): string | undefined {
+/** The errno code of a failed system call (`ENOENT`, …), if any. */
+export function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | null)?.code;
 }
 

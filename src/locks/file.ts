@@ -23,6 +23,7 @@ import {
   processStartTime,
   sameHost,
   type ProcessIdentity,
+  errno,
 } from "./file-process.js";
 
 /**
@@ -115,10 +116,6 @@ export function defaultLockDir(env: Readonly<Record<string, string | undefined>>
     }
   }
   return join(tmpdir(), `leader-run-${uid ?? "user"}`);
-}
-
-function errno(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | null)?.code;
 }
 
 function samePid(a: ProcessIdentity, b: ProcessIdentity): boolean {

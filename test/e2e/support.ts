@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FileMutex } from "../../src/locks/file-mutex.js";
+import { isRunning } from "../child/fixtures/util.js";
 
 /**
  * End-to-end harness: spawns the real `bin/leader-run.js` (compiled dist/) with a fresh lock directory
@@ -14,6 +15,8 @@ import { FileMutex } from "../../src/locks/file-mutex.js";
  * Every long-running process a test starts carries a marker unique to this test process in its
  * arguments (`sleep 1000.<pid, 7 digits><seq, 3 digits>`), so `pgrep -f` finds exactly our leftovers.
  */
+
+export { isRunning };
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const BIN = join(ROOT, "bin", "leader-run.js");
@@ -98,21 +101,6 @@ export function overlapSampler(markers: readonly string[], everyMs = 40): { stop
   };
 }
 
-/** Exists and is not a zombie. */
-export function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 1).trim().split(/\s+/)[0];
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
 
 function describePid(pid: number): string {
   try {
@@ -273,6 +261,25 @@ export function parseChildEvents(text: string): ChildEvent[] {
   return out;
 }
 
+/** The events the fixture child wrote to `file`; none before it was created. */
+export async function readChildEvents(file: string): Promise<ChildEvent[]> {
+  try {
+    return parseChildEvents(await readFile(file, "utf8"));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+}
+
+export async function waitForChildEvent(file: string, what: string, pred: (e: ChildEvent) => boolean, timeoutMs: number): Promise<ChildEvent> {
+  let found: ChildEvent | undefined;
+  await waitFor(what, async () => {
+    found = (await readChildEvents(file)).find(pred);
+    return found !== undefined;
+  }, timeoutMs);
+  return found as ChildEvent;
+}
+
 /** Per-test world: a private lock directory, an events file, and every process started. */
 export class E2E {
   readonly name: string;
@@ -332,22 +339,12 @@ export class E2E {
     return { code, stdout: p.stdout, stderr: p.stderr };
   }
 
-  async childEvents(): Promise<ChildEvent[]> {
-    try {
-      return parseChildEvents(await readFile(this.eventsFile, "utf8"));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
-      throw err;
-    }
+  childEvents(): Promise<ChildEvent[]> {
+    return readChildEvents(this.eventsFile);
   }
 
-  async waitForChildEvent(what: string, pred: (e: ChildEvent) => boolean, timeoutMs = 15_000): Promise<ChildEvent> {
-    let found: ChildEvent | undefined;
-    await waitFor(what, async () => {
-      found = (await this.childEvents()).find(pred);
-      return found !== undefined;
-    }, timeoutMs);
-    return found as ChildEvent;
+  waitForChildEvent(what: string, pred: (e: ChildEvent) => boolean, timeoutMs = 15_000): Promise<ChildEvent> {
+    return waitForChildEvent(this.eventsFile, what, pred, timeoutMs);
   }
 
   async leaseFile(): Promise<Record<string, unknown>> {

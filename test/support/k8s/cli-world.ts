@@ -4,7 +4,7 @@
  * cleans up after each test. Builds on the e2e harness (test/e2e/support.ts) for processes and child events.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -14,8 +14,8 @@ import {
   delay,
   leftovers,
   LeaderRunProcess,
-  parseChildEvents,
-  waitFor,
+  readChildEvents,
+  waitForChildEvent,
   type ChildEvent,
 } from "../../e2e/support.js";
 import type { LeaseApiServer } from "../lease-api-server.js";
@@ -104,22 +104,12 @@ export class KubernetesWorld {
     return this.server.getLease("default", this.name) as { metadata: Record<string, unknown>; spec: Record<string, unknown> } | undefined;
   }
 
-  async childEvents(): Promise<ChildEvent[]> {
-    try {
-      return parseChildEvents(await readFile(this.eventsFile, "utf8"));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
-      throw err;
-    }
+  childEvents(): Promise<ChildEvent[]> {
+    return readChildEvents(this.eventsFile);
   }
 
-  async waitForChildEvent(what: string, pred: (e: ChildEvent) => boolean, timeoutMs = 20_000): Promise<ChildEvent> {
-    let found: ChildEvent | undefined;
-    await waitFor(what, async () => {
-      found = (await this.childEvents()).find(pred);
-      return found !== undefined;
-    }, timeoutMs);
-    return found as ChildEvent;
+  waitForChildEvent(what: string, pred: (e: ChildEvent) => boolean, timeoutMs = 20_000): Promise<ChildEvent> {
+    return waitForChildEvent(this.eventsFile, what, pred, timeoutMs);
   }
 
   /** Kills what a test left running; returns what had to be killed. */
