@@ -13,7 +13,6 @@ export interface HttpHooks {
   readonly healthzTimeoutMs: number;
   attach(elector: LeaderElector, healthz: HealthzAdaptor): void;
   onElectionEvent(event: ElectionEvent): void;
-  onNewLeader(identity: string): void;
   childStarted(): void;
   childExited(exitCode: number): void;
   childRestarted(): void;
@@ -59,7 +58,6 @@ export async function startRunHttp(options: RunOptions, log: Logger): Promise<Ht
       view = electorStatusSource({ name: options.name, identity: options.identity, elector, healthz });
     },
     onElectionEvent: (event) => metrics.onElectionEvent(event),
-    onNewLeader: () => undefined,
     childStarted: () => metrics.childStarted(),
     childExited: (code) => metrics.childExited(code),
     childRestarted: () => metrics.childRestarted(),

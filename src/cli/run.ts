@@ -118,7 +118,6 @@ class LeaderRun {
       callbacks: {
         onStartedLeading: (signal) => this.lead(signal),
         onStoppedLeading: () => undefined,
-        onNewLeader: (identity) => http?.onNewLeader(identity),
       },
       onEvent: (event) => this.onElectionEvent(event),
     });
