@@ -44,6 +44,18 @@ async function supervise(args: object): Promise<Supervisor> {
   return { proc, info, stderr: () => err };
 }
 
+/**
+ * Waits for the watchdog's report on the shared stderr pipe. The report is written after the signal is
+ * sent, so the group can be seen dead (and the watchdog gone) before the line reaches this process.
+ */
+async function reported(sup: Supervisor, line: RegExp): Promise<void> {
+  try {
+    await waitFor(`the watchdog to report ${line}`, () => line.test(sup.stderr()), 5000);
+  } catch {
+    assert.match(sup.stderr(), line);
+  }
+}
+
 /** Whether the process has a handler for signal `n` (SigCgt in /proc/<pid>/status). */
 function catches(pid: number, n: number): boolean {
   try {
@@ -69,7 +81,7 @@ describe("orphan protection", () => {
     );
     assert.ok(took < 5000, `group stopped ${Math.round(took)} ms after the supervisor died`);
     await waitFor("the watchdog to exit", () => !isRunning(sup.info.watchdogPid), 5000);
-    assert.match(sup.stderr(), new RegExp(`sent SIGTERM to process group ${sup.info.pgid}`));
+    await reported(sup, new RegExp(`sent SIGTERM to process group ${sup.info.pgid}`));
   });
 
   test("after the supervisor dies, a group that ignores the kill signal is SIGKILLed after the grace", async () => {
@@ -82,8 +94,8 @@ describe("orphan protection", () => {
     const took = await waitFor("the group to be killed", () => !groupHasLiveMembers(sup.info.pgid), grace + 8000);
     assert.ok(took >= grace * 0.8, `group died ${Math.round(took)} ms after the supervisor, before the ${grace} ms grace`);
     assert.ok(took < grace + 5000, `group died only ${Math.round(took)} ms after the supervisor`);
-    assert.match(sup.stderr(), /sent SIGKILL to process group/);
     await waitFor("the watchdog to exit", () => !isRunning(sup.info.watchdogPid), 5000);
+    await reported(sup, new RegExp(`sent SIGKILL to process group ${sup.info.pgid}`));
   });
 
   test("the watchdog never keeps the supervisor alive and exits when it exits", async () => {
