@@ -32,7 +32,7 @@ describe("file lock compare-and-swap across processes", { timeout: 120_000 }, ()
     let err = "";
     child.stdout?.on("data", (c: Buffer) => (out += c.toString()));
     child.stderr?.on("data", (c: Buffer) => (err += c.toString()));
-    const done = new Promise<{ code: number | null; out: string; err: string }>((r) => child.once("exit", (code) => r({ code, out, err })));
+    const done = new Promise<{ code: number | null; out: string; err: string }>((r) => child.once("close", (code) => r({ code, out, err })));
     return { child, done };
   }
 

@@ -79,10 +79,14 @@ class Cli {
         for (const w of this.waiters) w();
       }
     });
+    // Resolve on "close", not "exit": stderr can still hold the last log lines when "exit" fires.
+    // `at` stays the moment the process ended, which the timing assertions measure.
     this.exited = new Promise((resolve) => {
-      this.child.once("exit", (code, signal) => {
+      let at = 0;
+      this.child.once("exit", () => (at = performance.now()));
+      this.child.once("close", (code, signal) => {
         running.delete(this);
-        resolve({ code, signal, at: performance.now() });
+        resolve({ code, signal, at: at || performance.now() });
       });
     });
   }
