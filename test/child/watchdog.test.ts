@@ -22,6 +22,8 @@ interface Supervisor {
   proc: ChildProcess;
   info: { pid: number; childPid: number; pgid: number; watchdogPid: number };
   stderr: () => string;
+  /** Its exit code, once its pipes closed too: only then is all of its stderr in. */
+  closed: Promise<number | null>;
 }
 
 /** Starts the fixture (a stand-in for leader-run) and waits for its report line. */
@@ -32,16 +34,17 @@ async function supervise(args: object): Promise<Supervisor> {
   pids.push(proc.pid ?? 0);
   let err = "";
   proc.stderr?.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
+  const closed = new Promise<number | null>((resolve) => proc.once("close", (code) => resolve(code)));
   const lines = createInterface({ input: proc.stdout! });
-  const first = await new Promise<string>((resolve, reject) => {
-    lines.once("line", resolve);
-    proc.once("exit", (code) => reject(new Error(`fixture exited ${code} before reporting: ${err}`)));
-  });
+  const first = await Promise.race([
+    new Promise<string>((resolve) => lines.once("line", resolve)),
+    closed.then((code) => Promise.reject(new Error(`fixture exited ${code} before reporting: ${err}`))),
+  ]);
   lines.close();
   const info = JSON.parse(first) as Supervisor["info"];
   pgids.push(info.pgid);
   pids.push(info.watchdogPid);
-  return { proc, info, stderr: () => err };
+  return { proc, info, stderr: () => err, closed };
 }
 
 /**
@@ -106,6 +109,9 @@ describe("orphan protection", () => {
     });
     assert.equal(code, 0);
     await waitFor("the watchdog to exit", () => !isRunning(sup.info.watchdogPid), 5000);
+    // At 'exit' a report may still be in the pipe (the watchdog writes to the same one): only 'close',
+    // once both are gone, says all of stderr is in.
+    await sup.closed;
     assert.equal(sup.stderr(), "", "nothing was killed");
   });
 });

@@ -3,13 +3,14 @@ import { createServer } from "node:net";
 import { after, afterEach, beforeEach, describe, test } from "node:test";
 import {
   E2E,
+  LEASE_MS,
+  RETRY_MS,
   httpStatus,
   leftovers,
   marker,
   overlapSampler,
   sleepers,
   waitFor,
-  delay,
   type ChildEvent,
   type LeaderRunProcess,
 } from "./support.js";
@@ -29,6 +30,12 @@ afterEach(async () => {
 after(() => {
   assert.deepEqual(leftovers(), [], "processes left behind");
 });
+
+/**
+ * Bound on a hand-over, from the old child's exit to the new child's start: room for a loaded machine,
+ * yet below LEASE_MS - RETRY_MS, the earliest a lease left to expire (not released) could pass.
+ */
+const HANDOVER_BOUND_MS = 2000;
 
 function starts(events: ChildEvent[]): ChildEvent[] {
   return events.filter((e) => e.kind === "start");
@@ -62,10 +69,10 @@ describe("hand-over between leader-run processes on one file lease", () => {
         assert.ok(leader, `unknown child tag ${start.tag}`);
         // The others must be campaigning (not still starting up) when the leader leaves.
         for (const other of runs.values()) if (other !== leader && other.running) await other.waitForStandby();
-        // Let the sampler see this child run (the child starts its sleep right after its start line).
+        // Let the sampler see this child run (the child starts its sleep right after its start line);
+        // a sample spawns pgrep, which a loaded machine may take any time to do.
         const m = markers.get(start.tag) ?? "";
-        await waitFor(`${start.tag}'s sleep to run`, () => sleepers(m).length === 1);
-        await delay(150);
+        await waitFor(`the sampler to see ${start.tag}'s sleep`, () => sampler.seen.has(m));
         leader.signal("SIGTERM");
         assert.equal(await leader.exitCode(), 0, `${leader}`);
       }
@@ -97,7 +104,7 @@ describe("hand-over between leader-run processes on one file lease", () => {
     }
   });
 
-  test("SIGTERM to the leader hands over: the standby's child starts within 1 s of the old child's exit", async (t) => {
+  test("SIGTERM to the leader hands over: the standby's child starts within 2 s of the old child's exit", async (t) => {
     const gaps: number[] = [];
     let leader = h.run("e2e-a", h.child("e2e-a", marker()));
     await nthStart(1);
@@ -120,7 +127,10 @@ describe("hand-over between leader-run processes on one file lease", () => {
     t.diagnostic(`old child's exit -> new child's start: ${gaps.map((g) => `${g.toFixed(0)} ms`).join(", ")}`);
     for (const gap of gaps) {
       assert.ok(gap > 0, "the new child started before the old one exited");
-      assert.ok(gap <= 1000, `hand-over took ${gap.toFixed(0)} ms (bound: 1000 ms)`);
+      // The gap spans leader-run's 50 ms group poll, the release (with fsync), waking the standby and
+      // spawning its sh: a few hundred ms, more on a loaded machine. A lease left to expire instead
+      // would pass only about LEASE_MS - RETRY_MS after the old child's exit, well above this bound.
+      assert.ok(gap <= HANDOVER_BOUND_MS, `hand-over took ${gap.toFixed(0)} ms (bound: ${HANDOVER_BOUND_MS} ms)`);
     }
   });
 
@@ -152,8 +162,9 @@ describe("hand-over between leader-run processes on one file lease", () => {
     assert.ok(startB.ms > stopA.ms, "the standby's child started before the old one stopped");
     const takeover = startB.ms - killedAt;
     t.diagnostic(`SIGKILL -> old child's group gone: ${goneAfter} ms; SIGKILL -> standby's child started: ${takeover.toFixed(0)} ms`);
-    // The watchdog sends the kill signal at once; the lease cannot expire before ~leaseMs - retry period.
-    assert.ok(goneAfter < 2000, `the orphan lived ${goneAfter} ms after leader-run died`);
+    // The watchdog sends the kill signal at once; the lease cannot expire before ~leaseMs - retry period,
+    // and this bound (room for a loaded machine) stays far below that.
+    assert.ok(goneAfter < 4000, `the orphan lived ${goneAfter} ms after leader-run died`);
     // Dead-holder detection: no waiting for the lease to expire. (The standby also waits until the
     // orphan has been reaped by init; a sandbox init that reaps late adds to this.)
     assert.ok(takeover < leaseMs / 2, `the standby took ${takeover.toFixed(0)} ms to take over`);
@@ -162,7 +173,7 @@ describe("hand-over between leader-run processes on one file lease", () => {
     assert.equal(await b.exitCode(), 0, `${b}`);
   });
 
-  test("--http: /leader is 200 on exactly one instance, and on the other within ~1 s of SIGINT to the leader", async (t) => {
+  test("--http: /leader is 200 on exactly one instance, and on the other within ~2 s of SIGINT to the leader", async (t) => {
     const runs = ["e2e-a", "e2e-b"].map((id) => h.run(id, h.child(id, marker()), ["--http", "127.0.0.1:0"]));
     const urls = await Promise.all(runs.map(async (r) => String((await r.waitForLog("http_listening")).url)));
     const start = await nthStart(1);
@@ -183,8 +194,11 @@ describe("hand-over between leader-run processes on one file lease", () => {
     const took = performance.now() - sentAt;
     t.diagnostic(`SIGINT to the leader -> /leader 200 on the standby: ${took.toFixed(0)} ms`);
     assert.equal(await leader.exitCode(), 0, `${leader}`);
-    // ~1 s: the hand-over itself (bound 1 s) plus the 20 ms polling and the HTTP round trips.
-    assert.ok(took <= 1500, `the standby's /leader turned 200 only after ${took.toFixed(0)} ms`);
+    // The hand-over itself (bound above) plus the 20 ms polling and the HTTP round trips; still below
+    // LEASE_MS - RETRY_MS, the earliest a lease left to expire could pass.
+    const bound = HANDOVER_BOUND_MS + 500;
+    assert.ok(bound < LEASE_MS - RETRY_MS, "the bound no longer tells a release from an expiry");
+    assert.ok(took <= bound, `the standby's /leader turned 200 only after ${took.toFixed(0)} ms (bound: ${bound} ms)`);
 
     await nthStart(2);
     other.signal("SIGINT");

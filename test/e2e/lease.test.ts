@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { chmod } from "node:fs/promises";
+import { chmod, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { after, afterEach, beforeEach, describe, test } from "node:test";
 import {
   E2E,
@@ -76,8 +77,16 @@ describe("not acquiring the lease", () => {
 
   test("of --no-wait runs started together, exactly one runs its command and the others exit 75", async () => {
     for (let round = 0; round < 2; round++) {
-      // The winner holds the lease long enough for the slowest of the others to start up on a busy box.
-      const runs = ["e2e-a", "e2e-b", "e2e-c"].map((id) => h.run(`${id}-${round}`, ["sleep", "3"], ["--no-wait"]));
+      // The winner (any of the three) holds the lease until the gate opens, and the test opens it only
+      // once the other two have exited: however late a loser starts on a busy box, it finds the lease
+      // held. A fixed run time would let a late loser acquire after the winner, exit 0 and fail the test.
+      const gate = join(h.work, `gate-${round}`);
+      const untilGate = ["sh", "-c", 'until [ -e "$1" ]; do sleep 0.05; done', "until-gate", gate];
+      const runs = ["e2e-a", "e2e-b", "e2e-c"].map((id) => h.run(`${id}-${round}`, untilGate, ["--no-wait"]));
+      // Two winners would both wait at the gate: then this wait times out, the gate opens anyway and
+      // the codes show [0, 0, 75].
+      await waitFor("two of the three to exit", () => runs.filter((r) => r.exitInfo !== undefined).length >= 2, 20_000).catch(() => undefined);
+      await writeFile(gate, "");
       const codes = await Promise.all(runs.map((r) => r.exitCode()));
       assert.deepEqual(
         [...codes].sort((x, y) => (x ?? -1) - (y ?? -1)),
@@ -144,6 +153,8 @@ describe("losing the lease", () => {
     const m = marker();
     const run = h.run("e2e-a", h.child("e2e-a", m, "ignore-term"));
     const start = await h.waitForChildEvent("the child to start", (e) => e.kind === "start");
+    // The start line comes before the shell runs the sleep: without it, "the group is gone" would hold at once.
+    await waitFor("the child's sleep to run", () => sleepers(m).length === 1);
     const brokeAt = performance.now();
     await h.replaceLeaseFile(foreignRecord("intruder", Number(start.fields.token) + 1, 15));
     await waitFor("the child's group to be gone", () => sleepers(m).length === 0, 10_000);

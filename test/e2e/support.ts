@@ -71,9 +71,14 @@ export function leftovers(): string[] {
 /**
  * Samples, every `everyMs`, which markers have a live `sleep <marker>`; `stop()` returns every sample
  * in which more than one marker was alive at once (an overlap of two children), and which markers were
- * ever seen alive (proof that the sampler saw the children at all).
+ * ever seen alive (proof that the sampler saw the children at all). `seen` is also readable while the
+ * sampler runs: a sample takes a pgrep spawn plus `everyMs`, far longer on a loaded machine, so a test
+ * that must not end a child before it was sampled waits for its marker there instead of sleeping.
  */
-export function overlapSampler(markers: readonly string[], everyMs = 40): { stop(): Promise<{ overlaps: string[][]; seen: Set<string> }> } {
+export function overlapSampler(
+  markers: readonly string[],
+  everyMs = 40,
+): { readonly seen: ReadonlySet<string>; stop(): Promise<{ overlaps: string[][]; seen: Set<string> }> } {
   let running = true;
   const overlaps: string[][] = [];
   const seen = new Set<string>();
@@ -93,6 +98,7 @@ export function overlapSampler(markers: readonly string[], everyMs = 40): { stop
     }
   })();
   return {
+    seen,
     async stop() {
       running = false;
       await loop;
@@ -191,8 +197,13 @@ export class LeaderRunProcess {
     try {
       await waitFor(`${this.label} to log ${what}`, () => {
         found = this.logs().find(match);
-        if (!found && !this.running) throw new Error(`${this.label} exited (${JSON.stringify(this.exitInfo)}) before logging ${what}`);
-        return found !== undefined;
+        if (found) return true;
+        // Not `running`: that turns false at 'exit', while the last stderr chunk may still be on its way.
+        // exitInfo is set on 'close', after all output arrived, so one more look settles it.
+        if (this.exitInfo === undefined) return false;
+        found = this.logs().find(match);
+        if (!found) throw new Error(`${this.label} exited (${JSON.stringify(this.exitInfo)}) before logging ${what}`);
+        return true;
       }, timeoutMs);
     } catch (err) {
       throw new Error(`${(err as Error).message}; stderr:\n${this.stderr}`);

@@ -86,7 +86,8 @@ describe("leader-run --lock kubernetes:", () => {
     assert.ok(events2.some((e) => String(e.message).endsWith(" stopped leading")));
   });
 
-  test("a SIGTERM hand-over completes in under a second through the watch (retry period 2 s)", async () => {
+  test("a SIGTERM hand-over completes through the watch, faster than the retry period (2 s)", async () => {
+    const retryMs = 2000;
     const timing = ["--lease-duration", "5s", "--renew-deadline", "3s", "--retry-period", "2s", "--kill-grace", "500ms"];
     const a = w.run("fast-a", w.child("fast-a", marker()), { timing });
     await w.waitForChildEvent("fast-a to start", (e) => e.kind === "start");
@@ -96,7 +97,10 @@ describe("leader-run --lock kubernetes:", () => {
     const stopped = await w.waitForChildEvent("fast-a to stop", (e) => e.kind === "stop" && e.tag === "fast-a");
     const started = await w.waitForChildEvent("fast-b to start", (e) => e.kind === "start" && e.tag === "fast-b", 10_000);
     const gap = started.ms - stopped.ms;
-    assert.ok(gap < 1000, `hand-over took ${gap.toFixed(0)} ms`);
+    // Only the watch wakes the standby sooner than a retry period; the gap also spans the 50 ms group
+    // poll, the release, the standby's acquire and spawning its sh, which a loaded machine stretches.
+    const bound = retryMs - 200;
+    assert.ok(gap < bound, `hand-over took ${gap.toFixed(0)} ms (bound: ${bound} ms)`);
     assert.equal(await a.exitCode(), 0);
     b.signal("SIGTERM");
     assert.equal(await b.exitCode(), 0);
@@ -139,8 +143,10 @@ describe("leader-run --lock kubernetes:", () => {
       const outageAt = Date.now();
       const stopped = await w.waitForChildEvent("out-a's child to stop", (e) => e.kind === "stop" && e.tag === "out-a", 10_000);
       const after = stopped.ms - outageAt;
+      // The deadline runs from the last renewal sent, at or before outageAt. Deadline + 1000 ms equals the
+      // lease duration here, so neither bound can be loosened: past it the lease could have passed on.
       assert.ok(after <= K8S_RENEW_DEADLINE_MS + 1000, `child stopped ${after.toFixed(0)} ms into the outage`);
-      assert.ok(after < K8S_LEASE_MS, "child stopped before the lease could have passed to anyone");
+      assert.ok(after < K8S_LEASE_MS, `child stopped ${after.toFixed(0)} ms into the outage: the lease could have passed to another holder`);
       assert.equal(await a.exitCode(), 76, `${a}`);
       // Nobody starts while the API server is down, even past the lease duration.
       await new Promise((r) => setTimeout(r, Math.max(0, outageAt + K8S_LEASE_MS + 800 - Date.now())));

@@ -206,7 +206,8 @@ describe("file lock with real processes campaigning through LeaderElector", { ti
   });
 
   test("a lease released on SIGTERM is taken over at once through watch, without waiting a retry period", async (t) => {
-    const c = new Campaign({ leaseDuration: 12_000, renewDeadline: 8000, retryPeriod: 5000, holdMs: 0 });
+    const timings = { leaseDuration: 12_000, renewDeadline: 8000, retryPeriod: 5000, holdMs: 0 };
+    const c = new Campaign(timings);
     let takeoverMs: number;
     try {
       c.start(2);
@@ -224,8 +225,11 @@ describe("file lock with real processes campaigning through LeaderElector", { ti
     }
     await c.assertNoOverlap();
     t.diagnostic(`takeover ${takeoverMs}ms after SIGTERM`);
-    // The follower's own retry timer is 5-11 s away; only the watch notification explains a fast start.
-    assert.ok(takeoverMs < 2500, `takeover took ${takeoverMs}ms`);
+    // The follower's own retry timer is 5-11 s away; only the watch notification explains a start within
+    // a retry period. The takeover spans the leader's exit, its release (fsync), the notification and a
+    // node process's acquire: a bound just below the retry period leaves the rest for a loaded machine.
+    const bound = timings.retryPeriod - 500;
+    assert.ok(takeoverMs < bound, `takeover took ${takeoverMs}ms (bound: ${bound}ms)`);
   });
 
   test("a corrupt lease file stops the leader, is reported clearly, and nobody takes over before the lease could have expired", async (t) => {

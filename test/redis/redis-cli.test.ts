@@ -9,8 +9,9 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { isRunning } from "../child/fixtures/util.js";
 import { RedisServer, freePort, makeTempDir, requireRedis } from "../support/redis-server.js";
-import { delay } from "./harness.js";
+import { delay, until } from "./harness.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -45,16 +46,26 @@ interface LogEntry {
 
 const running = new Set<Cli>();
 
-after(() => {
-  for (const cli of running) cli.killAll();
-});
+/** Whether `promise` settles within `ms`; the timer is cleared, so it never keeps the test process alive. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+after(() => Promise.all([...running].map((cli) => cli.stop())));
 
 class Cli {
   readonly log: LogEntry[] = [];
   readonly stderr: string[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
   private readonly child: ChildProcess;
-  private waiters: (() => void)[] = [];
+  /** One per pending waitFor: concurrent waits (a stale one from leaderAndFollower) must not drop each other. */
+  private readonly waiters = new Set<() => void>();
 
   constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
     this.child = spawn(process.execPath, [...CLI, "--log-format", "json", ...args], {
@@ -76,7 +87,7 @@ class Cli {
         } catch {
           // not a log line
         }
-        for (const w of this.waiters) w();
+        for (const w of [...this.waiters]) w();
       }
     });
     // Resolve on "close", not "exit": stderr can still hold the last log lines when "exit" fires.
@@ -105,14 +116,14 @@ class Cli {
     const deadline = performance.now() + timeoutMs;
     while (found() === undefined && performance.now() < deadline) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.max(0, deadline - performance.now()));
-        function done(): void {
+        const done = (): void => {
           clearTimeout(timer);
+          this.waiters.delete(done);
           resolve();
-        }
-        this.waiters.push(done);
+        };
+        const timer = setTimeout(done, Math.max(0, deadline - performance.now()));
+        this.waiters.add(done);
       });
-      this.waiters = [];
     }
     return found();
   }
@@ -124,6 +135,19 @@ class Cli {
   /** Child process groups this leader-run started (from its log). */
   childPids(): number[] {
     return this.events("child_started").map((e) => Number(e.pid));
+  }
+
+  /**
+   * Teardown: SIGTERM, so leader-run stops its child itself, then SIGKILL if it hangs. A bare SIGKILL
+   * can land between the child's start and its registration with the watchdog (or before
+   * `child_started` reaches this log), leaving an orphan that holds our stderr pipe open.
+   */
+  async stop(timeoutMs = 10_000): Promise<void> {
+    if (!running.has(this)) return;
+    this.child.kill("SIGTERM");
+    if (await settlesWithin(this.exited, timeoutMs)) return;
+    this.killAll();
+    await settlesWithin(this.exited, 5000);
   }
 
   killAll(): void {
@@ -138,21 +162,18 @@ class Cli {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 // LD 3s, RD 2s, RP 0.5s, kill grace 0.5s: RD + grace < LD as the CLI demands.
 const TIMING = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms", "--kill-grace", "500ms"];
 const LD = 3000;
 const RP = 500;
 let leases = 0;
 const leaseName = (): string => `cli-${process.pid}-${++leases}`;
+const leaseKey = (name: string): string => `leader-run:{${name}}:lease`;
+
+/** Arrival time of the last attempt the follower logged as failed (`waiting` once, or `acquire_failed`). */
+function lastLoggedFailure(cli: Cli): number | undefined {
+  return [...cli.events("waiting"), ...cli.events("acquire_failed")].map((e) => e.at).sort((x, y) => x - y).at(-1);
+}
 
 async function leaderAndFollower(a: Cli, b: Cli): Promise<[Cli, Cli]> {
   const first = await Promise.race([a.waitFor("acquired", 20_000).then(() => a), b.waitFor("acquired", 20_000).then(() => b)]);
@@ -188,20 +209,26 @@ describe("leader-run --lock redis:// (real processes)", () => {
     const name = leaseName();
     const a = new Cli(["--lock", server.url, "--name", name, ...TIMING, "--", "sleep", "30"]);
     const b = new Cli(["--lock", server.url, "--name", name, ...TIMING, "--", "sleep", "30"]);
-    t.after(() => [a, b].forEach((c) => c.killAll()));
+    t.after(() => Promise.all([a, b].map((c) => c.stop())));
     const [leader, follower] = await leaderAndFollower(a, b);
     assert.ok(await leader.waitFor("child_started", 10_000));
     await follower.waitFor("waiting", 10_000);
     await delay(700);
     const leaderChild = leader.childPids()[0] ?? -1;
+    assert.ok(leaderChild > 0, "the leader's child pid is known");
+    // The lease passes LD after Redis applied the leader's last renewal, which can be up to a retry
+    // period (more on a loaded machine) before the kill. Read where that is instead of assuming it: a
+    // renewal in flight at the kill only moves it later. The follower takes over once the key is
+    // gone; by client-go's rule (now > observedTime + LD) it could not do so earlier either.
+    const expiresAt = await server.expiryOf(leaseKey(name));
     const killedAt = performance.now();
     leader.signal("SIGKILL");
     const acquired = await follower.waitFor("acquired", LD + 5000);
     assert.ok(acquired, "the follower took over");
     const took = acquired.at - killedAt;
-    assert.ok(took >= LD - RP - 300, `not before the lease could pass (${took.toFixed(0)}ms)`);
+    assert.ok(acquired.at >= expiresAt - 5, `not before the lease could pass (${(acquired.at - expiresAt).toFixed(0)}ms after its expiry, ${took.toFixed(0)}ms after the kill)`);
     assert.ok(took <= LD + RP + 700, `within LD + RP (+ slack for this shared machine): ${took.toFixed(0)}ms`);
-    assert.ok(!alive(leaderChild), "the killed leader's child was gone before the take-over");
+    assert.ok(!isRunning(leaderChild), "the killed leader's child was gone before the take-over");
     assert.equal(acquired.term, 1);
   });
 
@@ -209,13 +236,18 @@ describe("leader-run --lock redis:// (real processes)", () => {
     if (!requireRedis(t)) return;
     const server = await RedisServer.start();
     t.after(() => server.kill());
+    // A renew deadline with room for a brief freeze plus the retry after it on a loaded machine; LD
+    // keeps the usual margin over RD + kill grace. Debug logs show the renewals.
+    const FREEZE_RD = 3000;
+    const timing = ["--lease-duration", "5s", "--renew-deadline", "3s", "--retry-period", "500ms", "--kill-grace", "500ms", "--log-level", "debug"];
     // One leader per --on-lost policy, on two leases of the same server.
-    const exiting = new Cli(["--lock", server.url, "--name", leaseName(), ...TIMING, "--on-lost", "exit", "--", "sleep", "30"]);
-    const campaigning = new Cli(["--lock", server.url, "--name", leaseName(), ...TIMING, "--on-lost", "campaign", "--", "sleep", "30"]);
+    const names = [leaseName(), leaseName()] as const;
+    const exiting = new Cli(["--lock", server.url, "--name", names[0], ...timing, "--on-lost", "exit", "--", "sleep", "30"]);
+    const campaigning = new Cli(["--lock", server.url, "--name", names[1], ...timing, "--on-lost", "campaign", "--", "sleep", "30"]);
     const both = [exiting, campaigning];
-    t.after(() => {
+    t.after(async () => {
       server.resume();
-      both.forEach((c) => c.killAll());
+      await Promise.all(both.map((c) => c.stop()));
     });
     for (const cli of both) assert.ok(await cli.waitFor("child_started", 20_000), cli.stderr.join("\n"));
     await delay(800);
@@ -224,27 +256,39 @@ describe("leader-run --lock redis:// (real processes)", () => {
       server.pause();
       await delay(900);
       server.resume();
-      await delay(1200);
+      const resumedAt = performance.now();
+      // Renewed after the freeze: the deadline it could have caused is gone.
+      for (const cli of both) {
+        const renewed = await until(() => cli.events("renewed").some((e) => e.at > resumedAt) || cli.events("lost").length > 0, FREEZE_RD + 2000);
+        assert.ok(renewed !== undefined, `renewed after the freeze\n${cli.stderr.slice(-5).join("\n")}`);
+      }
       for (const cli of both) {
         assert.equal(cli.events("lost").length, 0, cli.stderr.join("\n"));
         assert.equal(cli.events("child_started").length, 1);
-        assert.ok(alive(cli.childPids()[0] ?? -1), "the same child still runs");
+        assert.ok(isRunning(cli.childPids()[0] ?? -1), "the same child still runs");
       }
     });
 
     await t.test("a freeze beyond the renew deadline: children stopped in time; --on-lost exit exits 76, --on-lost campaign leads again", async () => {
+      // Where each lease runs out: nothing Redis applies during the freeze can shorten it.
+      const expiries = await Promise.all(names.map((name) => server.expiryOf(leaseKey(name))));
       const frozenAt = performance.now();
       server.pause();
-      const results = await Promise.all(both.map(async (cli) => ({ lost: await cli.waitFor("lost", 5000), exited: await cli.waitFor("child_exited", 5000) })));
+      const results = await Promise.all(
+        both.map(async (cli) => ({ lost: await cli.waitFor("lost", FREEZE_RD + 5000), exited: await cli.waitFor("child_exited", 5000) })),
+      );
       const exit = await exiting.exited;
       await delay(300);
       server.resume();
-      for (const { lost, exited } of results) {
+      results.forEach(({ lost, exited }, i) => {
         assert.equal(lost?.reason, "deadline");
         assert.ok(exited, "child stopped");
-        // The last renewal was sent before the freeze, so the lease cannot pass before frozenAt + LD - RP.
-        assert.ok(exited.at - frozenAt < LD - RP, `child stopped ${(exited.at - frozenAt).toFixed(0)}ms after the freeze`);
-      }
+        const expiresAt = expiries[i] ?? 0;
+        assert.ok(
+          exited.at < expiresAt,
+          `child stopped ${(exited.at - frozenAt).toFixed(0)}ms after the freeze, ${(expiresAt - exited.at).toFixed(0)}ms before the lease could pass`,
+        );
+      });
       assert.equal(exit.code, 76, exiting.stderr.join("\n"));
       const again = await campaigning.waitFor("acquired", 10_000, 2);
       assert.ok(again, "leads again once Redis is back");
@@ -261,7 +305,7 @@ describe("leader-run --lock redis:// (real processes)", () => {
     const url = `redis://127.0.0.1:${port}`;
     const noWait = new Cli(["--lock", url, "--name", leaseName(), "--no-wait", "--", "true"]);
     const waiting = new Cli(["--lock", url, "--name", leaseName(), ...TIMING, "--", "sleep", "30"]);
-    t.after(() => [noWait, waiting].forEach((c) => c.killAll()));
+    t.after(() => Promise.all([noWait, waiting].map((c) => c.stop())));
     const exit = await noWait.exited;
     assert.equal(exit.code, 69, noWait.stderr.join("\n"));
     assert.match(noWait.stderr.join("\n"), /ECONNREFUSED|unavailable|reach/);
@@ -296,25 +340,32 @@ describe("leader-run --lock redis:// (real processes)", () => {
 });
 
 describe("leader-run --lock redis:// hand-over timing (real processes)", () => {
-  test("SIGTERM to the leader hands over in under a second through the notification (retry period 2s)", async (t) => {
+  test("SIGTERM to the leader hands over through the notification, well before the follower's next retry (retry period 4s)", async (t) => {
     if (!requireRedis(t)) return;
     const server = await RedisServer.start();
     t.after(() => server.kill());
     const name = leaseName();
-    const slow = ["--lease-duration", "8s", "--renew-deadline", "5s", "--retry-period", "2s", "--kill-grace", "1s"];
+    // A retry period far above the hand-over time: only the pub/sub wake-up can explain a take-over
+    // before it, with seconds of slack for a loaded machine.
+    const SLOW_RP = 4000;
+    const slow = ["--lease-duration", "10s", "--renew-deadline", "6s", "--retry-period", "4s", "--kill-grace", "1s"];
     const a = new Cli(["--lock", server.url, "--name", name, ...slow, "--", "sleep", "30"]);
     const b = new Cli(["--lock", server.url, "--name", name, ...slow, "--", "sleep", "30"]);
-    t.after(() => [a, b].forEach((c) => c.killAll()));
+    t.after(() => Promise.all([a, b].map((c) => c.stop())));
     const [leader, follower] = await leaderAndFollower(a, b);
     assert.ok(await leader.waitFor("child_started", 10_000));
-    assert.ok(await follower.waitFor("waiting", 10_000));
+    assert.ok(await until(() => lastLoggedFailure(follower) !== undefined, 10_000), "the follower tried and failed");
     await delay(300);
+    // Without a wake-up the follower's next attempt comes at least one retry period after the last one
+    // it logged (later ones are not logged, and only push it further out).
+    const nextRetry = (lastLoggedFailure(follower) ?? 0) + SLOW_RP;
     const termAt = performance.now();
     leader.signal("SIGTERM");
     const acquired = await follower.waitFor("acquired", 5000);
     assert.ok(acquired, "the follower took over");
     const took = acquired.at - termAt;
-    assert.ok(took < 1000, `hand-over took ${took.toFixed(0)}ms`);
+    assert.ok(acquired.at < nextRetry, `hand-over took ${took.toFixed(0)}ms; the next retry was due after ${(nextRetry - termAt).toFixed(0)}ms`);
+    assert.ok(took < 2500, `hand-over took ${took.toFixed(0)}ms`);
     const exit = await leader.exited;
     assert.notEqual(exit.code, 76);
   });

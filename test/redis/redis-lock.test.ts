@@ -223,7 +223,9 @@ describe("Redis lock against a real redis-server", { concurrency: true }, () => 
     await db().pexpire(a.keys.lease, 300);
     await a.update(rec("a", 0));
     const pttl = await db().pttl(a.keys.lease);
-    assert.ok(pttl > 1500, `pttl ${pttl}`);
+    // Anything well above the 300 ms left before the write shows the reset; the rest is slack for a
+    // loaded machine between the write and this read.
+    assert.ok(pttl > 1000 && pttl <= LD, `pttl ${pttl}`);
   });
 
   test("watchers hear a release and a new holder at once over pub/sub", async (t) => {
@@ -262,17 +264,20 @@ describe("Redis lock against a real redis-server", { concurrency: true }, () => 
     const a = await open("a", name);
     const b = await open("b", name);
     await a.create(rec("a", 0));
-    await db().pexpire(a.keys.lease, 400);
     let woken = 0;
     const stop = new AbortController();
     t.after(() => stop.abort());
     b.watch(() => (woken = Date.now()), stop.signal);
-    await new Promise((r) => setTimeout(r, 100));
+    // The subscriber's (re)connect wake-up comes first, whenever it connects: wait for it before
+    // starting the clock, or it would pass for the expiry wake-up.
+    assert.ok(await waitUntil(() => woken > 0, 5000), "subscriber connected");
     woken = 0;
+    // Taken before PEXPIRE is sent: the key cannot expire before start + 400 ms.
     const start = Date.now();
+    await db().pexpire(a.keys.lease, 400);
     await b.get(); // learns the key's PTTL
     assert.ok(await waitUntil(() => woken > 0, 3000), "woken at expiry");
-    assert.ok(woken - start >= 250, `not before the key expired (${woken - start}ms)`);
+    assert.ok(woken - start >= 390, `not before the key expired (${woken - start}ms)`);
     assert.equal((await b.get()).record.holderIdentity, "");
   });
 
@@ -339,8 +344,18 @@ describe("Redis lock when the server misbehaves", { concurrency: true }, () => {
     assert.ok(Date.now() - start2 < 250);
     s.resume();
     // A timed-out renewal that Redis executes late cannot overwrite a newer record: it is a CAS.
-    await new Promise((r) => setTimeout(r, 100));
-    await a.get();
+    // Once resumed the server answers again; a stall of this process past the 300 ms command timeout
+    // must not fail the test, so a timeout is retried.
+    const back = Date.now() + 5000;
+    for (;;) {
+      try {
+        await a.get();
+        break;
+      } catch (error) {
+        if (!(error instanceof RedisUnavailableError) || Date.now() > back) throw error;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
   });
 
   test("an unreachable server does not fail openRedisLock; operations report it until the server appears", async (t) => {

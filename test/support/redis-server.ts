@@ -48,7 +48,7 @@ export function hasRedis(): boolean {
   return REDIS_SERVER !== undefined && REDIS_CLI !== undefined;
 }
 
-export async function freePort(): Promise<number> {
+function ephemeralPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
@@ -61,6 +61,24 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Ports this process already handed out: concurrent starts (a Cluster's nodes) must not get the same one. */
+const handedOut = new Set<number>();
+
+/**
+ * A port that was free a moment ago and that this process has not handed out before. Another process
+ * can still take it before it is used: `RedisServer.start` checks that the server answering on it is
+ * the one it started.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await ephemeralPort();
+    if (!handedOut.has(port) || attempt >= 50) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
 export function makeTempDir(prefix = "leader-run-redis-"): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   tempDirs.add(dir);
@@ -69,30 +87,83 @@ export function makeTempDir(prefix = "leader-run-redis-"): string {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Sends one inline command and resolves with the raw reply (any reply means the server is up). */
-export function rawCommand(port: number, command: string, timeoutMs = 1000): Promise<string> {
+export interface Reply {
+  kind: "simple" | "error" | "integer" | "bulk";
+  /** The payload; null for a nil bulk string. */
+  text: string | null;
+  /** The reply as it came over the wire. */
+  raw: string;
+}
+
+const CRLF = Buffer.from("\r\n");
+
+/** One complete RESP2 reply (no arrays) at the start of `buf`, or undefined while it is incomplete. */
+function parseReply(buf: Buffer): { reply: Reply; length: number } | undefined {
+  const eol = buf.indexOf(CRLF);
+  if (eol < 0) return undefined;
+  const head = buf.subarray(1, eol).toString("utf8");
+  const type = String.fromCharCode(buf[0] ?? 0);
+  const simple = (kind: Reply["kind"]): { reply: Reply; length: number } => ({
+    reply: { kind, text: head, raw: buf.subarray(0, eol + 2).toString("utf8") },
+    length: eol + 2,
+  });
+  if (type === "+") return simple("simple");
+  if (type === "-") return simple("error");
+  if (type === ":") return simple("integer");
+  if (type === "$") {
+    const size = Number(head);
+    if (size < 0) return { reply: { kind: "bulk", text: null, raw: buf.subarray(0, eol + 2).toString("utf8") }, length: eol + 2 };
+    const end = eol + 2 + size + 2;
+    // A large reply (INFO) can arrive in several chunks, and its lines end in CRLF too: wait for all of it.
+    if (buf.length < end) return undefined;
+    return { reply: { kind: "bulk", text: buf.subarray(eol + 2, eol + 2 + size).toString("utf8"), raw: buf.subarray(0, end).toString("utf8") }, length: end };
+  }
+  throw new Error(`unexpected reply type ${JSON.stringify(type)}`);
+}
+
+function encodeCommand(args: string[]): string {
+  return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("")}`;
+}
+
+/** Sends `commands` on one connection and resolves with their complete replies. */
+export function redisCommands(port: number, commands: string[][], timeoutMs = 1000): Promise<Reply[]> {
   return new Promise((resolve, reject) => {
     const socket = createConnection({ host: "127.0.0.1", port });
-    let data = "";
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no reply from 127.0.0.1:${port} to ${command}`));
-    }, timeoutMs);
-    socket.on("connect", () => socket.write(`${command}\r\n`));
-    socket.on("data", (chunk) => {
-      data += chunk.toString("utf8");
-      if (data.endsWith("\r\n")) {
-        clearTimeout(timer);
-        socket.destroy();
-        resolve(data);
-      }
-    });
-    socket.on("error", (error) => {
+    let data = Buffer.alloc(0);
+    const replies: Reply[] = [];
+    const what = commands.map((c) => c[0]).join(", ");
+    const finish = (settle: () => void): void => {
       clearTimeout(timer);
-      reject(error);
+      socket.destroy();
+      settle();
+    };
+    const timer = setTimeout(() => finish(() => reject(new Error(`no reply from 127.0.0.1:${port} to ${what}`))), timeoutMs);
+    socket.on("connect", () => socket.write(commands.map(encodeCommand).join("")));
+    socket.on("data", (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      try {
+        for (let parsed = parseReply(data); parsed !== undefined; parsed = parseReply(data)) {
+          replies.push(parsed.reply);
+          data = data.subarray(parsed.length);
+        }
+      } catch (error) {
+        finish(() => reject(error));
+        return;
+      }
+      if (replies.length >= commands.length) finish(() => resolve(replies));
     });
+    socket.on("error", (error) => finish(() => reject(error)));
   });
 }
+
+/** Sends one command (split on spaces) and resolves with its complete raw reply. */
+export async function rawCommand(port: number, command: string, timeoutMs = 1000): Promise<string> {
+  const [reply] = await redisCommands(port, [command.split(" ")], timeoutMs);
+  return reply?.raw ?? "";
+}
+
+/** The server answering on the port is another process than the one `RedisServer` started there. */
+export class PortTakenError extends Error {}
 
 /** Runs redis-cli against a port; resolves with stdout (throws with stderr on failure). */
 export async function redisCli(port: number, args: string[], options: { password?: string; timeoutMs?: number } = {}): Promise<string> {
@@ -190,7 +261,8 @@ export class RedisServer {
         return server;
       } catch (error) {
         await server.kill();
-        if (attempt >= 3) throw error;
+        // A fixed port held by someone else stays taken: retrying there would only hide the reason.
+        if (attempt >= 3 || (error instanceof PortTakenError && options.port !== undefined)) throw error;
       }
     }
   }
@@ -257,14 +329,41 @@ export class RedisServer {
     const deadline = Date.now() + 10_000;
     for (;;) {
       if (this.child !== child) throw new Error(`redis-server on port ${this.port} exited at start: ${this.logTail()}`);
+      let pid: number;
       try {
-        await rawCommand(this.port, "PING", 500);
-        return;
+        pid = await this.servingPid(500);
       } catch {
         if (Date.now() > deadline) throw new Error(`redis-server on port ${this.port} did not start: ${this.logTail()}`);
         await sleep(30);
+        continue;
       }
+      // The port was only free when it was picked: any Redis that took it since would answer too.
+      if (pid === child.pid) return;
+      throw new PortTakenError(`port ${this.port} is served by another process (pid ${pid}), not by the redis-server started here (pid ${child.pid})`);
     }
+  }
+
+  /** The process_id of the server answering on our port (INFO server). */
+  private async servingPid(timeoutMs: number): Promise<number> {
+    const auth = !this.options.sentinel && this.options.password !== undefined ? [["AUTH", this.options.password]] : [];
+    const replies = await redisCommands(this.port, [...auth, ["INFO", "server"]], timeoutMs);
+    const info = replies.at(-1);
+    const pid = info?.kind === "bulk" ? /^process_id:(\d+)\r?$/m.exec(info.text ?? "")?.[1] : undefined;
+    if (pid === undefined) throw new Error(`no process_id from port ${this.port}: ${info?.raw.slice(0, 100) ?? "no reply"}`);
+    return Number(pid);
+  }
+
+  /**
+   * The earliest moment (performance.now() clock) at which `key` can expire: its PTTL added to when
+   * the question was sent, so never later than the real expiry. Throws if the key has no expiry.
+   */
+  async expiryOf(key: string): Promise<number> {
+    const sentAt = performance.now();
+    const auth = !this.options.sentinel && this.options.password !== undefined ? [["AUTH", this.options.password]] : [];
+    const reply = (await redisCommands(this.port, [...auth, ["PTTL", key]], 2000)).at(-1);
+    const pttl = reply?.kind === "integer" ? Number(reply.text) : Number.NaN;
+    if (!(pttl >= 0)) throw new Error(`${key} on port ${this.port} has no expiry: ${reply?.raw.trim() ?? "no reply"}`);
+    return sentAt + pttl;
   }
 
   logTail(lines = 5): string {
@@ -373,6 +472,17 @@ export async function startSentinelSetup(masterName = "lrmaster"): Promise<Senti
         }),
       ),
     );
+    // Sentinels find each other through hello messages (every 2 s). Until they do, a crashed master
+    // cannot reach the quorum for objective down nor a sentinel win the vote to fail over, and a vote
+    // that fails is only retried after 2 x failover-timeout.
+    await Promise.all(
+      sentinels.map((s) =>
+        waitFor("the sentinels to know each other", async () => {
+          const fields = (await s.cli(["SENTINEL", "master", masterName])).split("\n");
+          return Number(fields[fields.indexOf("num-other-sentinels") + 1]) === sentinels.length - 1;
+        }),
+      ),
+    );
     const first = sentinels[0] as RedisServer;
     const currentMasterPort = async (): Promise<number> => {
       const out = await first.cli(["SENTINEL", "get-master-addr-by-name", masterName]);
@@ -387,7 +497,13 @@ export async function startSentinelSetup(masterName = "lrmaster"): Promise<Senti
       currentMasterPort,
       async failover(): Promise<number> {
         const before = await currentMasterPort();
-        await first.cli(["SENTINEL", "failover", masterName]);
+        // redis-cli exits 0 on an error reply: check the reply. A refusal (NOGOODSLAVE while the
+        // sentinel has not yet refreshed the replica's state) is retried until the deadline.
+        await waitFor("the sentinel to start a failover", async () => {
+          const reply = await first.cli(["SENTINEL", "failover", masterName]);
+          if (reply !== "OK" && !reply.startsWith("INPROG")) throw new Error(reply);
+          return true;
+        });
         let after = before;
         await waitFor("the failover", async () => {
           after = await currentMasterPort();
