@@ -1,5 +1,6 @@
-import { statSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from "node:fs";
 import { delimiter, join } from "node:path";
+import { Duplex } from "node:stream";
 import { execa, type Result } from "execa";
 import type { ChildEvent } from "./events.js";
 import { groupHasLiveMembers, killGroup, signalNumber } from "./process-group.js";
@@ -13,6 +14,12 @@ import { sharedWatchdog, type Watchdog } from "./watchdog.js";
  * its group id and every signal we send reaches its shell, wrappers and grandchildren too. A side
  * effect: it has no controlling terminal, so a terminal's Ctrl-C reaches only leader-run, which
  * forwards it (see signals.ts); the child never gets it twice.
+ *
+ * The command starts behind a gate: `/bin/sh` waits on a pipe (fd 3) and execs the command only after
+ * its group is registered with the watchdog. Spawning takes milliseconds (fork, setsid, exec), and a
+ * SIGKILL of leader-run inside that window would otherwise leave a child nobody knows about: running
+ * unguarded while the lease expires and a standby starts. With the gate, a leader-run that dies before
+ * registering closes the pipe, and the gate exits without ever running the command.
  */
 
 /** How the child ended. `exitCode` is what a shell would report: the code, or 128+N for signal N. */
@@ -106,6 +113,17 @@ export class ChildSpawnError extends Error {
 }
 
 const SHELL = "/bin/sh";
+const ENV = "/usr/bin/env";
+/** $0 of the gate, so a shell error names us. */
+const GATE_NAME = "leader-run";
+const GATE_READ = 'IFS= read -r go <&3 || exit 125; exec 3<&-; ';
+/**
+ * What a shell changes in the environment it passes on, even through `exec`: dash and bash set PWD,
+ * bash adjusts SHLVL and `_` and may drop OLDPWD, both reset an inherited IFS. The gate restores each
+ * through env(1), so the command sees exactly the environment it was given.
+ */
+const SHELL_TOUCHED = ["PWD", "OLDPWD", "SHLVL", "IFS", "OPTIND", "_"] as const;
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const POLL_MS = 50;
 const DEFAULT_REAP_TIMEOUT_MS = 5000;
 
@@ -118,17 +136,22 @@ export function toChildExit(code: number | null, signal: NodeJS.Signals | null):
 
 /** Spawns the child. Rejects with `ChildSpawnError` when it cannot be started. */
 export async function startChild(options: StartChildOptions): Promise<ChildHandle> {
-  const [first, ...rest] = options.command;
+  const [first] = options.command;
   if (first === undefined) throw new TypeError("startChild: command must not be empty");
   signalNumber(options.killSignal); // RangeError now rather than at stop time
-  const file = options.shell ? SHELL : first;
-  const args = options.shell ? ["-c", options.command.join(" ")] : rest;
+  const argv = options.shell ? [SHELL, "-c", options.command.join(" ")] : options.command;
+  // The gate cannot report why an exec failed the way a spawn error can, so look first: the usual
+  // mistakes (a typo, a missing chmod +x, a script's missing interpreter) get their one-line error here.
+  if (!options.shell) {
+    const problem = preflight(first, options.env.PATH, options.cwd);
+    if (problem !== undefined) throw problem;
+  }
   const watchdog = options.watchdog === false ? undefined : (options.watchdog ?? sharedWatchdog());
   // The guard must exist before the child does, so no moment exists in which our death orphans it.
   watchdog?.start();
 
-  const subprocess = execa(file, args, {
-    stdio: "inherit",
+  const subprocess = execa(SHELL, ["-c", ...gateScript(argv, options.env)], {
+    stdio: ["inherit", "inherit", "inherit", "pipe"],
     detached: true,
     env: options.env,
     extendEnv: false,
@@ -143,10 +166,34 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
   const pid = subprocess.pid;
   if (pid === undefined) {
     const result = await subprocess;
-    throw spawnError(options, file, result);
+    throw spawnError(result);
   }
   watchdog?.watch(pid, options.killSignal, options.killGraceMs);
+  // Only now may the command run: if we die from here on, the watchdog stops its group.
+  const gate: unknown = subprocess.stdio[3];
+  if (!(gate instanceof Duplex)) {
+    killGroup(pid, "SIGKILL");
+    throw new Error("startChild: the gate pipe to the child is missing");
+  }
+  gate.on("error", () => {
+    // EPIPE: the gate already ended (killed by a signal meant for the group); its exit is reported.
+  });
+  gate.end("go\n");
   return new Supervised(pid, subprocess, options, watchdog);
+}
+
+/** The `sh -c` script and its arguments: wait for "go" on fd 3, then exec `argv` with `env` as given. */
+function gateScript(argv: string[], env: Record<string, string>): string[] {
+  const [file = ""] = argv;
+  // env(1) would read a command word containing "=" as an assignment; such a command (and a system
+  // without env) runs through the shell's exec, with the shell's few environment changes.
+  if (file.includes("=") || !existsSync(ENV)) return [`${GATE_READ}exec "$@"`, GATE_NAME, ...argv];
+  const unset = SHELL_TOUCHED.filter((name) => env[name] === undefined).flatMap((name) => ["-u", name]);
+  // A shell also drops variables whose names are not identifiers ("com.example.x"), so those come back
+  // through env's arguments too.
+  const restored = Object.keys(env).filter((name) => (SHELL_TOUCHED as readonly string[]).includes(name) || !IDENTIFIER.test(name));
+  const restore = restored.map((name) => `${name}=${env[name] ?? ""}`);
+  return [`${GATE_READ}exec ${ENV} "$@"`, GATE_NAME, ...unset, "--", ...restore, ...argv];
 }
 
 class Supervised implements ChildHandle {
@@ -258,34 +305,44 @@ class Supervised implements ChildHandle {
   }
 }
 
-function spawnError(options: StartChildOptions, file: string, result: Result): ChildSpawnError {
+/** /bin/sh itself could not be started (every command starts through it, see the gate above). */
+function spawnError(result: Result): ChildSpawnError {
   const errno = typeof result.code === "string" ? result.code : undefined;
-  const cause = result.cause;
-  if (options.shell) {
-    const reason = errno === "ENOENT" ? "not_found" : errno === "EACCES" ? "not_executable" : "spawn_failed";
-    return new ChildSpawnError(`cannot run ${SHELL} for --shell (${errno ?? "unknown error"}): install a POSIX shell or drop --shell`, reason, errno, { cause });
-  }
-  const found = locate(file, options.env.PATH, options.cwd);
-  if (errno === "ENOENT" && found === undefined) {
-    const hint = file.includes("/") ? "check the path" : "check the spelling and PATH";
-    return new ChildSpawnError(`command not found: ${file}: ${hint}`, "not_found", errno, { cause });
-  }
-  if (errno === "ENOENT") {
-    return new ChildSpawnError(`cannot execute ${found}: its #! interpreter or dynamic loader was not found`, "not_executable", errno, { cause });
-  }
-  if (errno === "EACCES" || errno === "EISDIR" || errno === "ENOEXEC") {
-    const what = found !== undefined && isDirectory(found) ? "is a directory" : "is not executable (chmod +x?)";
-    return new ChildSpawnError(`permission denied: ${found ?? file} ${what}`, "not_executable", errno, { cause });
-  }
-  return new ChildSpawnError(`cannot start ${file}: ${errno ?? String(result.shortMessage ?? "unknown error")}`, "spawn_failed", errno, { cause });
+  const reason = errno === "ENOENT" ? "not_found" : errno === "EACCES" ? "not_executable" : "spawn_failed";
+  return new ChildSpawnError(`cannot run ${SHELL}, which starts every command (${errno ?? "unknown error"}): install a POSIX shell`, reason, errno, {
+    cause: result.cause,
+  });
 }
 
-/** Where the system would find `file`: a path as given, else the first PATH entry that has it. */
+/**
+ * Why exec would fail for `file`, as a shell would report it, or undefined when it looks runnable.
+ * A failure this cannot foresee (a binary whose dynamic loader is missing, a file removed meanwhile)
+ * still ends the gate with the shell's 126 or 127 and env's message.
+ */
+function preflight(file: string, path: string | undefined, cwd: string | undefined): ChildSpawnError | undefined {
+  const found = locate(file, path, cwd);
+  if (found === undefined) {
+    const hint = file.includes("/") ? "check the path" : "check the spelling and PATH";
+    return new ChildSpawnError(`command not found: ${file}: ${hint}`, "not_found", "ENOENT");
+  }
+  if (isDirectory(found)) return new ChildSpawnError(`permission denied: ${found} is a directory`, "not_executable", "EACCES");
+  if (!isExecutable(found)) return new ChildSpawnError(`permission denied: ${found} is not executable (chmod +x?)`, "not_executable", "EACCES");
+  const interpreter = shebang(found);
+  if (interpreter?.startsWith("/") === true && !existsSync(interpreter)) {
+    return new ChildSpawnError(`cannot execute ${found}: its #! interpreter ${interpreter} was not found`, "not_executable", "ENOENT");
+  }
+  return undefined;
+}
+
+/**
+ * Where exec would find `file`: a path as given, else (like execvp) the first executable PATH entry,
+ * or the first existing one when none is executable, so the error names what is in the way.
+ */
 function locate(file: string, path: string | undefined, cwd: string | undefined): string | undefined {
   const candidates = file.includes("/")
     ? [cwd !== undefined && !file.startsWith("/") ? join(cwd, file) : file]
     : (path ?? "").split(delimiter).filter((dir) => dir !== "").map((dir) => join(dir, file));
-  return candidates.find((candidate) => {
+  const existing = candidates.filter((candidate) => {
     try {
       statSync(candidate);
       return true;
@@ -293,6 +350,7 @@ function locate(file: string, path: string | undefined, cwd: string | undefined)
       return false;
     }
   });
+  return existing.find((candidate) => !isDirectory(candidate) && isExecutable(candidate)) ?? existing[0];
 }
 
 function isDirectory(path: string): boolean {
@@ -300,5 +358,30 @@ function isDirectory(path: string): boolean {
     return statSync(path).isDirectory();
   } catch {
     return false;
+  }
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The interpreter named by a `#!` line, if the file starts with one. */
+function shebang(path: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    const head = Buffer.alloc(256);
+    const line = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString("latin1");
+    if (!line.startsWith("#!")) return undefined;
+    return line.slice(2).split("\n", 1)[0]?.trim().split(/[ \t]+/, 1)[0] || undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }

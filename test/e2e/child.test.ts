@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, afterEach, beforeEach, describe, test } from "node:test";
-import { E2E, GRACE_MS, TIMING, leftovers, marker, sleepers, waitFor } from "./support.js";
+import { E2E, GRACE_MS, TIMING, delay, leftovers, marker, sleepers, waitFor } from "./support.js";
 
 /**
  * The child as the real leader-run command runs it: process-group stops (grandchildren included),
@@ -18,6 +19,36 @@ afterEach(async () => {
 });
 after(() => {
   assert.deepEqual(leftovers(), [], "processes left behind");
+});
+
+describe("orphan protection", () => {
+  test("a SIGKILL of leader-run at any moment around the child's start never leaves the command running", async () => {
+    // Spawning takes milliseconds; a leader-run killed inside that window must not leave a command
+    // that no watchdog knows about. Kill at spread-out moments just after acquiring, where the spawn is.
+    const rounds = 4;
+    const perRound = 4;
+    for (let round = 0; round < rounds; round++) {
+      const runs = Array.from({ length: perRound }, (_, i) => {
+        const n = round * perRound + i;
+        const m = marker();
+        const r = h.spawn(`e2e-k${n}`, ["--lock", h.lockUrl, "--name", `kill-${n}`, "--log-format", "json", ...TIMING, "--", "sleep", m]);
+        return { n, m, r };
+      });
+      await Promise.all(
+        runs.map(async ({ n, r }) => {
+          await r.waitForLog("acquired");
+          await delay((n * 5) % 80);
+          r.signal("SIGKILL");
+          // "exit", not "close": an orphaned command would hold leader-run's stderr open.
+          if (r.process.exitCode === null && r.process.signalCode === null) await once(r.process, "exit");
+        }),
+      );
+      for (const { n, m } of runs) {
+        // Either the command never started or the watchdog stops it (SIGTERM, then SIGKILL after the grace).
+        await waitFor(`the command of run ${n} (killed ${(n * 5) % 80} ms after acquiring) to be gone`, () => sleepers(m).length === 0, 5000);
+      }
+    }
+  });
 });
 
 describe("the child's process group", () => {
@@ -46,6 +77,8 @@ describe("the child's process group", () => {
     const m = marker();
     const r = h.run("e2e-a", h.child("e2e-a", m, "ignore-term"));
     await h.waitForChildEvent("the child to start", (e) => e.kind === "start");
+    // The start line comes before the shell runs the sleep: without it, "the group is gone" would hold at once.
+    await waitFor("the child's sleep to run", () => sleepers(m).length === 1);
     const sentAt = performance.now();
     r.signal("SIGTERM");
     await waitFor("the child's group to be gone", () => sleepers(m).length === 0, 10_000);
