@@ -168,7 +168,7 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
     const result = await subprocess;
     throw spawnError(result);
   }
-  watchdog?.watch(pid, options.killSignal, options.killGraceMs);
+  await watchdog?.watch(pid, options.killSignal, options.killGraceMs);
   // Only now may the command run: if we die from here on, the watchdog stops its group.
   const gate: unknown = subprocess.stdio[3];
   if (!(gate instanceof Duplex)) {

@@ -110,12 +110,20 @@ export class Watchdog {
     for (const [pgid, w] of this.watched) this.write(`watch ${pgid} ${w.signal} ${w.graceMs}`);
   }
 
-  /** Registers a group: if leader-run dies, it gets `signal`, then SIGKILL after `graceMs`. */
-  watch(pgid: number, signal: NodeJS.Signals, graceMs: number): void {
-    if (this.closed) return;
+  /**
+   * Registers a group: if leader-run dies, it gets `signal`, then SIGKILL after `graceMs`. Resolves
+   * once the line is in the kernel's pipe (the watchdog sees it even if we die right after), or at
+   * once when there is no watchdog to tell.
+   */
+  watch(pgid: number, signal: NodeJS.Signals, graceMs: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.watched.set(pgid, { signal, graceMs: Math.max(0, Math.round(graceMs)) });
-    if (this.proc === undefined) this.start();
-    else this.write(`watch ${pgid} ${signal} ${Math.max(0, Math.round(graceMs))}`);
+    if (this.proc === undefined) {
+      // start() sends every registered group, this one included.
+      this.start();
+      return this.flushed();
+    }
+    return this.write(`watch ${pgid} ${signal} ${Math.max(0, Math.round(graceMs))}`);
   }
 
   /** The group is gone (reaped by us): forget it, so a recycled pid is never killed. */
@@ -144,12 +152,16 @@ export class Watchdog {
     await this.exitedPromise;
   }
 
-  private write(line: string): void {
+  /** Resolves when the line has been handed to the kernel, or could not be (the watchdog is gone). */
+  private write(line: string): Promise<void> {
     const stdin = this.proc?.stdin;
-    if (stdin === null || stdin === undefined || stdin.destroyed) return;
-    // Pipe writes go out at once (libuv tries a synchronous write first), so a registration made
-    // right after the child spawned is in the kernel's pipe before anything else can happen.
-    stdin.write(`${line}\n`);
+    if (stdin === null || stdin === undefined || stdin.destroyed) return Promise.resolve();
+    return new Promise((resolve) => stdin.write(`${line}\n`, () => resolve()));
+  }
+
+  /** Resolves once everything written so far has been handed to the kernel. */
+  private flushed(): Promise<void> {
+    return this.write("");
   }
 
   private scheduleRespawn(): void {
