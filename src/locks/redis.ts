@@ -414,7 +414,11 @@ export class RedisLock implements ResourceLock {
       if (channel === this.keys.channel) this.notify();
     });
     sub.on("ready", () => this.notify());
-    sub.subscribe(this.keys.channel).catch(() => undefined);
+    // A release published before the subscription took effect reached no one: look once more when it has.
+    sub.subscribe(this.keys.channel).then(
+      () => this.notify(),
+      () => undefined,
+    );
   }
 
   private notify(): void {

@@ -268,9 +268,14 @@ describe("Redis lock against a real redis-server", { concurrency: true }, () => 
     const stop = new AbortController();
     t.after(() => stop.abort());
     b.watch(() => (woken = Date.now()), stop.signal);
-    // The subscriber's (re)connect wake-up comes first, whenever it connects: wait for it before
-    // starting the clock, or it would pass for the expiry wake-up.
+    // The subscriber's wake-ups (on connect, and once subscribed) come first, whenever they come: wait
+    // for both before starting the clock, or one would pass for the expiry wake-up.
     assert.ok(await waitUntil(() => woken > 0, 5000), "subscriber connected");
+    for (const deadline = Date.now() + 5000; Number((await db().pubsub("NUMSUB", a.keys.channel))[1]) < 1; ) {
+      assert.ok(Date.now() < deadline, "subscribed");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 100));
     woken = 0;
     // Taken before PEXPIRE is sent: the key cannot expire before start + 400 ms.
     const start = Date.now();

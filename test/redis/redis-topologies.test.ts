@@ -130,6 +130,17 @@ describe("Redis topologies", () => {
     const leader = leaderOf(group)[0] as Candidate;
     const follower = group.find((c) => c !== leader) as Candidate;
     assert.ok(await until(() => follower.eventsOf("acquire_failed").length > 0, 15_000), "the follower tried and failed");
+    // The notification can only wake a follower that is already subscribed; on a loaded machine the
+    // Cluster subscriber (slots first, then SUBSCRIBE) can lag. Counted per node, summed.
+    const channel = `leader-run:{${names[0]}}:events`;
+    const subscribers = async (): Promise<number> => {
+      const counts = await Promise.all(cluster.nodes.map(async (n) => Number((await n.cli(["PUBSUB", "NUMSUB", channel])).split("\n")[1] ?? 0)));
+      return counts.reduce((a, b) => a + b, 0);
+    };
+    for (const deadline = performance.now() + 15_000; (await subscribers()) < 2; ) {
+      assert.ok(performance.now() < deadline, "both candidates subscribed to the lease's channel");
+      await delay(50);
+    }
     await delay(200);
     // Without a wake-up the follower's next attempt comes at least one retry period after its last one.
     const nextRetry = (follower.eventsOf("acquire_failed").at(-1)?.at ?? 0) + slow.retryPeriod;
