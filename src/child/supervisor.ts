@@ -1,5 +1,5 @@
 import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from "node:fs";
-import { delimiter, join } from "node:path";
+import { delimiter, join, resolve } from "node:path";
 import { Duplex } from "node:stream";
 import { execa, type Result } from "execa";
 import type { ChildEvent } from "./events.js";
@@ -113,16 +113,28 @@ export class ChildSpawnError extends Error {
 }
 
 const SHELL = "/bin/sh";
+/** glibc's execvp default when PATH is unset (libuv uses the same). */
+const DEFAULT_PATH = "/bin:/usr/bin";
 const ENV = "/usr/bin/env";
 /** $0 of the gate, so a shell error names us. */
 const GATE_NAME = "leader-run";
 const GATE_READ = 'IFS= read -r go <&3 || exit 125; exec 3<&-; ';
 /**
- * What a shell changes in the environment it passes on, even through `exec`: dash and bash set PWD,
- * bash adjusts SHLVL and `_` and may drop OLDPWD, both reset an inherited IFS. The gate restores each
- * through env(1), so the command sees exactly the environment it was given.
+ * What a shell adds to the environment it passes on, even through `exec`: dash and bash set PWD, bash
+ * SHLVL and `_`. The gate removes each that was not given, through env(1).
  */
-const SHELL_TOUCHED = ["PWD", "OLDPWD", "SHLVL", "IFS", "OPTIND", "_"] as const;
+const SHELL_ADDED = ["PWD", "OLDPWD", "SHLVL", "_"];
+/**
+ * What a shell rewrites or drops when it was given: the above, an inherited IFS or OPTIND (reset),
+ * dash's PPID, and bash's own variables and prompts (bash is /bin/sh on RHEL, Fedora, Arch). The gate
+ * passes each back through env(1), so the command sees exactly the environment it was given.
+ */
+const SHELL_TOUCHED = new Set([
+  ...SHELL_ADDED,
+  ...["IFS", "OPTIND", "OPTERR", "PPID", "LINENO", "PS1", "PS2", "PS4", "POSIXLY_CORRECT", "SHELLOPTS", "BASHOPTS"],
+  ...["BASH", "BASH_VERSION", "BASHPID", "BASH_ARGV0", "BASH_COMMAND", "RANDOM", "SRANDOM", "HISTCMD"],
+  ...["EPOCHSECONDS", "EPOCHREALTIME", "COMP_WORDBREAKS"],
+]);
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const POLL_MS = 50;
 const DEFAULT_REAP_TIMEOUT_MS = 5000;
@@ -169,7 +181,8 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
     throw spawnError(result);
   }
   await watchdog?.watch(pid, options.killSignal, options.killGraceMs);
-  // Only now may the command run: if we die from here on, the watchdog stops its group.
+  // Only now may the command run: if we die from here on, the watchdog stops its group. (Unless the
+  // watchdog itself was just killed: then the group is guarded again once it is respawned, within 1 s.)
   const gate: unknown = subprocess.stdio[3];
   if (!(gate instanceof Duplex)) {
     killGroup(pid, "SIGKILL");
@@ -188,10 +201,10 @@ function gateScript(argv: string[], env: Record<string, string>): string[] {
   // env(1) would read a command word containing "=" as an assignment; such a command (and a system
   // without env) runs through the shell's exec, with the shell's few environment changes.
   if (file.includes("=") || !existsSync(ENV)) return [`${GATE_READ}exec "$@"`, GATE_NAME, ...argv];
-  const unset = SHELL_TOUCHED.filter((name) => env[name] === undefined).flatMap((name) => ["-u", name]);
+  const unset = SHELL_ADDED.filter((name) => env[name] === undefined).flatMap((name) => ["-u", name]);
   // A shell also drops variables whose names are not identifiers ("com.example.x"), so those come back
   // through env's arguments too.
-  const restored = Object.keys(env).filter((name) => (SHELL_TOUCHED as readonly string[]).includes(name) || !IDENTIFIER.test(name));
+  const restored = Object.keys(env).filter((name) => SHELL_TOUCHED.has(name) || !IDENTIFIER.test(name));
   const restore = restored.map((name) => `${name}=${env[name] ?? ""}`);
   return [`${GATE_READ}exec ${ENV} "$@"`, GATE_NAME, ...unset, "--", ...restore, ...argv];
 }
@@ -329,7 +342,8 @@ function preflight(file: string, path: string | undefined, cwd: string | undefin
   if (!isExecutable(found)) return new ChildSpawnError(`permission denied: ${found} is not executable (chmod +x?)`, "not_executable", "EACCES");
   const interpreter = shebang(found);
   if (interpreter?.startsWith("/") === true && !existsSync(interpreter)) {
-    return new ChildSpawnError(`cannot execute ${found}: its #! interpreter ${interpreter} was not found`, "not_executable", "ENOENT");
+    const crlf = interpreter.endsWith("\r") ? " (the script has Windows line endings: convert it with dos2unix)" : "";
+    return new ChildSpawnError(`cannot execute ${found}: its #! interpreter ${JSON.stringify(interpreter)} was not found${crlf}`, "not_executable", "ENOENT");
   }
   return undefined;
 }
@@ -339,9 +353,11 @@ function preflight(file: string, path: string | undefined, cwd: string | undefin
  * or the first existing one when none is executable, so the error names what is in the way.
  */
 function locate(file: string, path: string | undefined, cwd: string | undefined): string | undefined {
-  const candidates = file.includes("/")
-    ? [cwd !== undefined && !file.startsWith("/") ? join(cwd, file) : file]
-    : (path ?? "").split(delimiter).filter((dir) => dir !== "").map((dir) => join(dir, file));
+  if (file === "") return undefined;
+  const base = cwd ?? process.cwd();
+  // As execvp reads PATH: unset means the default path, an empty entry means the working directory.
+  const dirs = (path ?? DEFAULT_PATH).split(delimiter).map((dir) => resolve(base, dir === "" ? "." : dir));
+  const candidates = file.includes("/") ? [resolve(base, file)] : dirs.map((dir) => join(dir, file));
   const existing = candidates.filter((candidate) => {
     try {
       statSync(candidate);
@@ -378,7 +394,8 @@ function shebang(path: string): string | undefined {
     const head = Buffer.alloc(256);
     const line = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString("latin1");
     if (!line.startsWith("#!")) return undefined;
-    return line.slice(2).split("\n", 1)[0]?.trim().split(/[ \t]+/, 1)[0] || undefined;
+    // Only spaces and tabs separate: the kernel keeps a CRLF line's "\r" as part of the interpreter name.
+    return line.slice(2).split("\n", 1)[0]?.replace(/^[ \t]+/, "").split(/[ \t]/, 1)[0] || undefined;
   } catch {
     return undefined;
   } finally {

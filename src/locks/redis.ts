@@ -413,12 +413,19 @@ export class RedisLock implements ResourceLock {
     sub.on("message", (channel: string) => {
       if (channel === this.keys.channel) this.notify();
     });
-    sub.on("ready", () => this.notify());
-    // A release published before the subscription took effect reached no one: look once more when it has.
-    sub.subscribe(this.keys.channel).then(
-      () => this.notify(),
-      () => undefined,
-    );
+    // A release published before the subscription took effect reached no one: look once more when it
+    // has, on the first connect and on every reconnect (ioredis reports ready before re-subscribing).
+    const subscribe = (): void => {
+      sub.subscribe(this.keys.channel).then(
+        () => this.notify(),
+        () => undefined,
+      );
+    };
+    sub.on("ready", () => {
+      this.notify();
+      subscribe();
+    });
+    subscribe();
   }
 
   private notify(): void {

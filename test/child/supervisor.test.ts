@@ -83,6 +83,7 @@ describe("exit status", () => {
     const cases: Record<string, string>[] = [
       childEnv(),
       { ...childEnv(), PWD: "/not/where/it/runs", OLDPWD: "/nowhere", SHLVL: "7", IFS: ":", OPTIND: "3", _: "/x", "WEIRD VALUE": "a\nb=c 'd'" },
+      { ...childEnv(), PPID: "1", PS1: "$ ", PS4: "++ ", RANDOM: "4", SHELLOPTS: "x", POSIXLY_CORRECT: "" },
     ];
     for (const env of cases) {
       rmSync(dump, { force: true });
@@ -90,6 +91,16 @@ describe("exit status", () => {
       assert.equal((await child.exited).exitCode, 0);
       assert.deepEqual(JSON.parse(readFileSync(dump, "utf8")), env);
     }
+  });
+
+  test("as execvp: without PATH the default path is searched, and an empty PATH entry is the working directory", async () => {
+    const noPath = await start({ command: ["true"], env: {} });
+    assert.equal((await noPath.exited).exitCode, 0);
+    const local = join(dir, "local-cmd");
+    writeFileSync(local, "#!/bin/sh\nexit 4\n");
+    chmodSync(local, 0o755);
+    const child = await start({ command: ["local-cmd"], env: { PATH: ":/usr/bin:/bin" }, cwd: dir });
+    assert.equal((await child.exited).exitCode, 4);
   });
 
   test("a command word containing '=' still runs with its arguments", async () => {
@@ -258,9 +269,25 @@ describe("spawn errors", () => {
       assert.ok(err instanceof ChildSpawnError);
       assert.equal(err.reason, "not_executable");
       assert.equal(err.exitCode, 126);
-      assert.match(err.message, /^cannot execute .*badinterp\.sh: its #! interpreter \/nonexistent\/interpreter was not found$/);
+      assert.match(err.message, /^cannot execute .*badinterp\.sh: its #! interpreter "\/nonexistent\/interpreter" was not found$/);
       return true;
     });
+  });
+
+  test("a script with Windows line endings gets 126 and a hint, as its '#!/bin/sh\\r' interpreter does not exist", async () => {
+    const file = join(dir, "crlf.sh");
+    writeFileSync(file, "#!/bin/sh\r\necho hi\r\n");
+    chmodSync(file, 0o755);
+    await assert.rejects(start({ command: [file] }), (err: unknown) => {
+      assert.ok(err instanceof ChildSpawnError);
+      assert.equal(err.exitCode, 126);
+      assert.match(err.message, /interpreter "\/bin\/sh\\r" was not found \(the script has Windows line endings: convert it with dos2unix\)$/);
+      return true;
+    });
+  });
+
+  test("an empty command word is not found", async () => {
+    await assert.rejects(start({ command: [""] }), (err: unknown) => err instanceof ChildSpawnError && err.exitCode === 127);
   });
 
   test("an unknown kill signal is refused before anything starts", async () => {
