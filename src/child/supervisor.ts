@@ -182,7 +182,8 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
   }
   await watchdog?.watch(pid, options.killSignal, options.killGraceMs);
   // Only now may the command run: if we die from here on, the watchdog stops its group. (Unless the
-  // watchdog itself was just killed: then the group is guarded again once it is respawned, within 1 s.)
+  // watchdog was killed a moment ago and its exit is not seen yet: then the group is guarded again
+  // once it is respawned, within 1 s.)
   const gate: unknown = subprocess.stdio[3];
   if (!(gate instanceof Duplex)) {
     killGroup(pid, "SIGKILL");
