@@ -377,36 +377,41 @@ export class E2E {
     }
   }
 
-  /**
-   * Kills whatever a test left running (leader-runs first, then anything marked), removes the temp
-   * dir, and returns what had to be killed so `afterEach` can fail the test that leaked it.
-   */
-  async cleanup(): Promise<string[]> {
-    const leaks: string[] = [];
-    for (const p of this.procs) {
-      if (!p.running) continue;
-      leaks.push(`leader-run "${p.label}" (pid ${p.pid}) still running`);
-      p.signal("SIGKILL");
-      await p.exit(10_000).catch(() => undefined);
-    }
-    // A killed leader-run's watchdog stops the child's group within its grace: give it that time.
-    const deadline = performance.now() + (leaks.length > 0 ? 3000 : 0);
-    let left = pgrep(PREFIX_PATTERN);
-    while (left.length > 0 && performance.now() < deadline) {
-      await delay(50);
-      left = pgrep(PREFIX_PATTERN);
-    }
-    for (const pid of left) {
-      leaks.push(`leftover process ${describePid(pid)}`);
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // gone meanwhile
-      }
-    }
-    await rm(this.work, { recursive: true, force: true });
-    return leaks;
+  /** See `cleanupRuns`. */
+  cleanup(): Promise<string[]> {
+    return cleanupRuns(this.procs, this.work);
   }
+}
+
+/**
+ * Kills whatever a test left running (leader-runs first, then anything marked), removes `work`, and
+ * returns what had to be killed so `afterEach` can fail the test that leaked it.
+ */
+export async function cleanupRuns(procs: readonly LeaderRunProcess[], work: string): Promise<string[]> {
+  const leaks: string[] = [];
+  for (const p of procs) {
+    if (!p.running) continue;
+    leaks.push(`leader-run "${p.label}" (pid ${p.pid}) still running`);
+    p.signal("SIGKILL");
+    await p.exit(10_000).catch(() => undefined);
+  }
+  // A killed leader-run's watchdog stops the child's group within its grace: give it that time.
+  const deadline = performance.now() + (leaks.length > 0 ? 3000 : 0);
+  let left = pgrep(PREFIX_PATTERN);
+  while (left.length > 0 && performance.now() < deadline) {
+    await delay(50);
+    left = pgrep(PREFIX_PATTERN);
+  }
+  for (const pid of left) {
+    leaks.push(`leftover process ${describePid(pid)}`);
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }
+  await rm(work, { recursive: true, force: true });
+  return leaks;
 }
 
 /** GET on a fresh connection; resolves with the status code (0 when the connection fails). */

@@ -4,15 +4,14 @@
  * cleans up after each test. Builds on the e2e harness (test/e2e/support.ts) for processes and child events.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   assertBuilt,
   BIN,
   CHILD,
-  delay,
-  leftovers,
+  cleanupRuns,
   LeaderRunProcess,
   readChildEvents,
   waitForChildEvent,
@@ -113,30 +112,8 @@ export class KubernetesWorld {
   }
 
   /** Kills what a test left running; returns what had to be killed. */
-  async cleanup(): Promise<string[]> {
-    const leaks: string[] = [];
-    for (const p of this.procs) {
-      if (!p.running) continue;
-      leaks.push(`leader-run "${p.label}" (pid ${p.pid}) still running`);
-      p.signal("SIGKILL");
-      await p.exit(10_000).catch(() => undefined);
-    }
-    const deadline = performance.now() + (leaks.length > 0 ? 3000 : 0);
-    let left = leftovers();
-    while (left.length > 0 && performance.now() < deadline) {
-      await delay(50);
-      left = leftovers();
-    }
-    for (const entry of left) {
-      leaks.push(`leftover process ${entry}`);
-      try {
-        process.kill(Number.parseInt(entry, 10), "SIGKILL");
-      } catch {
-        // gone meanwhile
-      }
-    }
-    await rm(this.work, { recursive: true, force: true });
-    return leaks;
+  cleanup(): Promise<string[]> {
+    return cleanupRuns(this.procs, this.work);
   }
 }
 
