@@ -194,7 +194,7 @@ export class LeaderElector {
         if (result.ok) {
           this.lock.recordEvent("became leader");
           this.metrics.leaderOn(this.name);
-          this.emit({ type: "acquired", lock: describe, term: this.currentTerm ?? 0, record: this.observed() });
+          this.emit({ type: "acquired", lock: describe, term: this.currentTerm ?? 0, record: this.observed(), sentAt: this.lastRenewSent });
           return true;
         }
         if (signal.aborted) break;
@@ -273,6 +273,7 @@ export class LeaderElector {
               lock: this.lock.describe(),
               latencyMs: this.clock.now() - attemptStart,
               slowPath: result.slowPath === true,
+              sentAt: this.lastRenewSent,
             });
             break;
           }

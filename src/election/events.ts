@@ -7,8 +7,13 @@ import type { LeaderElectionRecord } from "./record.js";
 export type ElectionEvent =
   | { type: "campaigning"; lock: string }
   | { type: "acquire_failed"; lock: string; error?: unknown; holder?: string }
-  | { type: "acquired"; lock: string; term: number; record: LeaderElectionRecord }
-  | { type: "renewed"; lock: string; latencyMs: number; slowPath: boolean }
+  /**
+   * `sentAt` (acquired, renewed): the clock's monotonic `now()` when the successful write was sent.
+   * Every safety deadline counts from it: we stop leading at `sentAt + renewDeadline`, and nobody else
+   * may take over before `sentAt + leaseDuration` (whole seconds, as followers see it).
+   */
+  | { type: "acquired"; lock: string; term: number; record: LeaderElectionRecord; sentAt: number }
+  | { type: "renewed"; lock: string; latencyMs: number; slowPath: boolean; sentAt: number }
   | { type: "renew_failed"; lock: string; error: unknown; deadlineInMs: number }
   | { type: "lost"; lock: string; reason: LostReason; holder?: string }
   | { type: "work_overran"; lock: string }

@@ -48,13 +48,13 @@ test("after an acquisition and renewals the metrics show a leader with its term 
   const m = new LeaderRunMetrics({ name: NAME, defaultMetrics: false, wallNow: () => wall });
   m.onElectionEvent({ type: "new_leader", lock: "file:/x", identity: "other" });
   m.leaderOn(NAME);
-  m.onElectionEvent({ type: "acquired", lock: "file:/x", term: 7, record: record("me", 7) });
+  m.onElectionEvent({ type: "acquired", lock: "file:/x", term: 7, record: record("me", 7), sentAt: 0 });
   m.onElectionEvent({ type: "new_leader", lock: "file:/x", identity: "me" });
   wall += 2_000;
-  m.onElectionEvent({ type: "renewed", lock: "file:/x", latencyMs: 30, slowPath: false });
+  m.onElectionEvent({ type: "renewed", lock: "file:/x", latencyMs: 30, slowPath: false, sentAt: 0 });
   wall += 2_000;
   m.slowpathExercised(NAME);
-  m.onElectionEvent({ type: "renewed", lock: "file:/x", latencyMs: 300, slowPath: true });
+  m.onElectionEvent({ type: "renewed", lock: "file:/x", latencyMs: 300, slowPath: true, sentAt: 0 });
   m.onElectionEvent({ type: "renew_failed", lock: "file:/x", error: new Error("timeout"), deadlineInMs: 5000 });
 
   const f = await scrape(m);
@@ -79,11 +79,11 @@ test("after an acquisition and renewals the metrics show a leader with its term 
 test("after a loss master_status returns to 0 and the loss is counted by reason", async () => {
   const m = new LeaderRunMetrics({ name: NAME, defaultMetrics: false });
   m.leaderOn(NAME);
-  m.onElectionEvent({ type: "acquired", lock: "l", term: 3, record: record("me", 3) });
+  m.onElectionEvent({ type: "acquired", lock: "l", term: 3, record: record("me", 3), sentAt: 0 });
   m.leaderOff(NAME);
   m.onElectionEvent({ type: "lost", lock: "l", reason: "foreign_holder", holder: "other" });
   m.leaderOn(NAME);
-  m.onElectionEvent({ type: "acquired", lock: "l", term: 5, record: record("me", 5) });
+  m.onElectionEvent({ type: "acquired", lock: "l", term: 5, record: record("me", 5), sentAt: 0 });
   m.leaderOff(NAME);
   m.onElectionEvent({ type: "lost", lock: "l", reason: "deadline" });
 

@@ -98,7 +98,7 @@ describe("endpoints through a leadership cycle", () => {
     source.currentTerm = 5;
     source.observed = record("me", 5, "2025-03-01T10:01:00.000Z");
     metrics.leaderOn(NAME);
-    metrics.onElectionEvent({ type: "acquired", lock: "l", term: 5, record: source.observed });
+    metrics.onElectionEvent({ type: "acquired", lock: "l", term: 5, record: source.observed, sentAt: 0 });
     metrics.childStarted();
 
     const leader = await request(url, "/leader");
