@@ -3,6 +3,7 @@
  * (see README "Library").
  */
 export { LeaderElector, LeadershipEndedError, runOrDie } from "./election/elector.js";
+export { Term, effectiveLeaseDurationMs, defaultKillMarginMs, KILL_MARGIN_MIN_MS, KILL_MARGIN_RATIO, type TermView } from "./election/term.js";
 export {
   ElectionConfigError,
   JITTER_FACTOR,
@@ -21,7 +22,7 @@ export {
   recordToJSON,
   type LeaderElectionRecord,
 } from "./election/record.js";
-export { SystemClock, systemClock, seededRandom, sleep, type Clock, type TimerHandle } from "./election/clock.js";
+export { MAX_TIMER_MS, SystemClock, systemClock, seededRandom, sleep, type Clock, type TimerHandle } from "./election/clock.js";
 export {
   AlreadyExistsError,
   ConflictError,

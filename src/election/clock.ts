@@ -19,6 +19,13 @@ export interface Clock {
   random(): number;
 }
 
+/**
+ * The longest delay `setTimeout` honours (2^31 − 1 ms, about 24.8 days). Node fires a longer one after
+ * 1 ms instead (with a TimeoutOverflowWarning): a lease or grace timer would end leadership, or give up
+ * waiting, at once.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class SystemClock implements Clock {
   now(): number {
     return performance.now();
@@ -28,8 +35,18 @@ export class SystemClock implements Clock {
     return new Date();
   }
 
+  /**
+   * Delays above `MAX_TIMER_MS` are waited in steps of at most `MAX_TIMER_MS`, so the timer fires when
+   * asked, not at once; `Infinity` never fires.
+   */
   setTimer(fn: () => void, ms: number): TimerHandle {
-    const t = setTimeout(fn, Math.max(0, ms));
+    if (ms === Infinity) return { cancel: () => {} };
+    let t: ReturnType<typeof setTimeout>;
+    const arm = (left: number): void => {
+      const step = Math.min(left, MAX_TIMER_MS);
+      t = setTimeout(() => (left > step ? arm(left - step) : fn()), step);
+    };
+    arm(Math.max(0, ms));
     return { cancel: () => clearTimeout(t) };
   }
 

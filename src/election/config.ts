@@ -3,6 +3,7 @@ import type { ResourceLock } from "./lock.js";
 import type { HealthzAdaptor } from "./healthz.js";
 import type { MetricsProvider } from "./metrics.js";
 import type { ElectionEvent } from "./events.js";
+import { effectiveLeaseDurationMs } from "./term.js";
 
 /** client-go's `JitterFactor`: acquire attempts are spaced uniformly in [RP, RP·(1+1.2)). */
 export const JITTER_FACTOR = 1.2;
@@ -51,8 +52,9 @@ export class ElectionConfigError extends Error {
 }
 
 /**
- * client-go's `NewLeaderElector` checks, same order and texts; then leader-run's stricter one
- * (a lease shorter than a second cannot be stored: the Lease API keeps whole seconds > 0).
+ * client-go's `NewLeaderElector` checks, same order and texts; then leader-run's stricter ones: a lease
+ * shorter than a second cannot be stored (the Lease API keeps whole seconds > 0), and the lease duration
+ * followers see (its whole seconds) must still exceed the renew deadline.
  */
 export function validateElectionConfig(config: ElectionConfig): void {
   const ld = config.leaseDuration;
@@ -83,6 +85,13 @@ export function validateElectionConfig(config: ElectionConfig): void {
   if (ld < 1000) {
     throw new ElectionConfigError(
       `leaseDuration must be at least 1s (got ${ld}ms): lease records store whole seconds, so raise leaseDuration to 1s or more`,
+    );
+  }
+  // Followers wait the record's whole seconds, not the configured value: 5.9s is 5s to everyone else.
+  const effective = effectiveLeaseDurationMs(ld);
+  if (effective <= rd) {
+    throw new ElectionConfigError(
+      `leaseDuration must be greater than renewDeadline in whole seconds: lease records store whole seconds, so leaseDuration ${ld}ms is seen by other processes as ${effective}ms, which is not greater than renewDeadline ${rd}ms; raise leaseDuration to ${Math.floor(rd / 1000) * 1000 + 1000}ms or lower renewDeadline below ${effective}ms`,
     );
   }
 }

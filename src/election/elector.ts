@@ -4,6 +4,7 @@ import type { ElectionEvent, LostReason } from "./events.js";
 import { ConflictError, NotFoundError, type ResourceLock } from "./lock.js";
 import { currentMetricsProvider, type MetricsProvider } from "./metrics.js";
 import { emptyRecord, type LeaderElectionRecord } from "./record.js";
+import { Term, effectiveLeaseDurationMs, type TermView } from "./term.js";
 
 /** The reason an `onStartedLeading` signal aborts with. */
 export class LeadershipEndedError extends Error {
@@ -14,6 +15,22 @@ export class LeadershipEndedError extends Error {
 }
 
 type Phase = "acquire" | "renew";
+type LockOp = "get" | "create" | "update";
+
+/** How many of our latest attempted writes are remembered to recognise our own record when read back. */
+const OWN_WRITES_KEPT = 16;
+
+/** Same holder, term, duration and timestamps (to the millisecond every backend keeps). */
+function sameRecord(a: LeaderElectionRecord, b: LeaderElectionRecord): boolean {
+  const time = (d: Date | null): number | null => (d === null ? null : d.getTime());
+  return (
+    a.holderIdentity === b.holderIdentity &&
+    a.leaderTransitions === b.leaderTransitions &&
+    a.leaseDurationSeconds === b.leaseDurationSeconds &&
+    time(a.acquireTime) === time(b.acquireTime) &&
+    time(a.renewTime) === time(b.renewTime)
+  );
+}
 
 interface AttemptResult {
   ok: boolean;
@@ -44,10 +61,19 @@ export class LeaderElector {
   private observedTime = Number.NEGATIVE_INFINITY;
   private reportedLeader = "";
 
-  /** Monotonic time at which the last successful write (acquire or renew) was sent. */
-  private lastRenewSent = Number.NEGATIVE_INFINITY;
-  private currentTerm: number | undefined;
+  /** Our current or last term; owns every deadline derived from the last write sent. */
+  private termState: Term | undefined;
   private leading = false;
+  /** The records of our latest writes (also those whose outcome is unknown), newest last. */
+  private ownWrites: LeaderElectionRecord[] = [];
+  /** Highest `leaderTransitions` ever read or written: a re-created lease never goes back below it. */
+  private highestTermSeen = -1;
+  /** Whether we ever read or wrote a record: only then can a NotFound mean "deleted". */
+  private seenRecord = false;
+  /** Monotonic time of the first NotFound since we last saw a record. */
+  private deletedSince: number | undefined;
+  /** The raw of a record naming our identity that we did not write, once reported. */
+  private reportedIdentityRaw: string | undefined;
   private running = false;
 
   constructor(config: ElectionConfig) {
@@ -82,7 +108,15 @@ export class LeaderElector {
 
   /** leaderTransitions of our current or last term: the fencing token handed to guarded work. */
   term(): number | undefined {
-    return this.currentTerm;
+    return this.termState?.term;
+  }
+
+  /**
+   * The deadlines of our current term, or of the last one once it ended (`active` false) until the next
+   * acquisition; undefined before the first. A snapshot: take a new one after each `renewed` event.
+   */
+  currentTerm(): Readonly<TermView> | undefined {
+    return this.termState?.view();
   }
 
   /** A copy of the last observed record. */
@@ -131,6 +165,8 @@ export class LeaderElector {
   private async lead(runSignal: AbortSignal): Promise<void> {
     this.leading = true;
     const leadingSignal = new AbortController();
+    const term = this.termState;
+    if (term === undefined) throw new Error("internal: leading without a term");
     let settled = false;
     // Asynchronous like client-go's goroutine: run() never waits for the work to start.
     const work = Promise.resolve()
@@ -145,16 +181,21 @@ export class LeaderElector {
         settled = true;
       });
 
-    const reason = await this.renew(runSignal);
-    this.leading = false;
-    leadingSignal.abort(new LeadershipEndedError(reason));
-    this.metrics.leaderOff(this.name);
-    this.emit({ type: "lost", lock: this.lock.describe(), reason, holder: this.observedRecord.holderIdentity });
+    // Called synchronously when leadership ends, never after an await: the work's signal must not wait
+    // for any lock call (a hung one is abandoned, see `call`).
+    const stopLeading = (reason: LostReason): void => {
+      this.leading = false;
+      term.end();
+      leadingSignal.abort(new LeadershipEndedError(reason));
+      this.metrics.leaderOff(this.name);
+      this.emit({ type: "lost", lock: this.lock.describe(), reason, holder: this.observedRecord.holderIdentity });
+    };
+    await this.renew(runSignal, term, stopLeading);
 
-    // Nobody can take over before lastRenewSent + LD. Past that our work may overlap a successor's no
-    // matter what we do, so we never release on its behalf: the lease is left to expire.
-    const safetyDeadline = this.lastRenewSent + this.config.leaseDuration;
-    if (!settled) await this.settleBy(work, safetyDeadline);
+    // Nobody can take over before lastRenewSent + LD (whole seconds, as followers see it). Past that
+    // our work may overlap a successor's no matter what we do, so we never release on its behalf: the
+    // lease is left to expire.
+    if (!settled) await this.settleBy(work, term.successorEarliestStart);
     if (!settled) {
       this.emit({ type: "work_overran", lock: this.lock.describe() });
     } else if (this.config.releaseOnCancel) {
@@ -194,7 +235,7 @@ export class LeaderElector {
         if (result.ok) {
           this.lock.recordEvent("became leader");
           this.metrics.leaderOn(this.name);
-          this.emit({ type: "acquired", lock: describe, term: this.currentTerm ?? 0, record: this.observed(), sentAt: this.lastRenewSent });
+          this.emit({ type: "acquired", lock: describe, term: this.termState?.term ?? 0, record: this.observed(), sentAt: this.termState?.lastRenewSent ?? this.clock.now() });
           return true;
         }
         if (signal.aborted) break;
@@ -230,14 +271,15 @@ export class LeaderElector {
    * cancelled, when a read shows another holder, or at lastRenewSent + RD by a timer that no hung
    * request can delay.
    */
-  private async renew(runSignal: AbortSignal): Promise<LostReason> {
+  private async renew(runSignal: AbortSignal, term: Term, stopLeading: (reason: LostReason) => void): Promise<LostReason> {
     const rp = this.config.retryPeriod;
-    const rd = this.config.renewDeadline;
     const stop = new AbortController();
     let reason: LostReason | undefined;
     const end = (why: LostReason): void => {
       if (reason !== undefined) return;
       reason = why;
+      stopLeading(why);
+      // Also abandons the renewal in flight: the loop below resumes at once, whatever the lock does.
       stop.abort(new LeadershipEndedError(why));
     };
     const onCancel = (): void => end("cancelled");
@@ -247,7 +289,7 @@ export class LeaderElector {
     let deadlineTimer: TimerHandle | undefined;
     const armDeadline = (): void => {
       deadlineTimer?.cancel();
-      const remaining = this.lastRenewSent + rd - this.clock.now();
+      const remaining = term.stopDeadline - this.clock.now();
       // A renewal answered after a pause (SIGSTOP, VM freeze) may already be past its own deadline.
       if (remaining <= 0) end("deadline");
       else deadlineTimer = this.clock.setTimer(() => end("deadline"), remaining);
@@ -273,7 +315,7 @@ export class LeaderElector {
               lock: this.lock.describe(),
               latencyMs: this.clock.now() - attemptStart,
               slowPath: result.slowPath === true,
-              sentAt: this.lastRenewSent,
+              sentAt: term.lastRenewSent,
             });
             break;
           }
@@ -285,7 +327,7 @@ export class LeaderElector {
             type: "renew_failed",
             lock: this.lock.describe(),
             error: result.error,
-            deadlineInMs: this.lastRenewSent + rd - this.clock.now(),
+            deadlineInMs: term.stopDeadline - this.clock.now(),
           });
           // A ticker of period RP from the round start; one tick missed during a slow call is buffered.
           const nextTick = roundStart + rp * (Math.floor((attemptStart - roundStart) / rp) + 1);
@@ -301,7 +343,10 @@ export class LeaderElector {
     return reason ?? "cancelled";
   }
 
-  /** client-go `tryAcquireOrRenew`, phase-aware for the term (D7) and the foreign-holder rule (D3). */
+  /**
+   * client-go `tryAcquireOrRenew`, phase-aware for the term (D7), the foreign-holder rule (D3), our
+   * identity written by another process (D9) and a deleted lease (D10).
+   */
   private async attempt(signal: AbortSignal | undefined, phase: Phase): Promise<AttemptResult> {
     const now = this.clock.now();
     const wall = this.clock.wallNow();
@@ -320,8 +365,8 @@ export class LeaderElector {
       desired.leaderTransitions = this.observedRecord.leaderTransitions;
       const sent = this.clock.now();
       try {
-        await this.lock.update(desired, signal);
-        this.wrote(desired, sent);
+        await this.write("update", phase, desired, signal);
+        this.wrote(desired, sent, phase);
         return { ok: true };
       } catch (error) {
         // Cancelled or past the deadline: a read could not change the outcome.
@@ -333,42 +378,42 @@ export class LeaderElector {
     // 2. Read.
     let fetched: { record: LeaderElectionRecord; raw: string };
     try {
-      fetched = await this.lock.get(signal);
+      fetched = await this.call("get", phase, signal, (s) => this.lock.get(s));
     } catch (error) {
-      if (!(error instanceof NotFoundError)) return { ok: false, error };
-      if (phase === "renew") {
-        // Deleted under us: recreate, keeping our term so the fencing token never goes backwards.
-        desired.acquireTime = this.observedRecord.acquireTime;
-        desired.leaderTransitions = this.currentTerm ?? 0;
-      }
-      const sent = this.clock.now();
-      try {
-        await this.lock.create(desired, signal);
-      } catch (createError) {
-        return { ok: false, error: createError };
-      }
-      this.wrote(desired, sent);
-      return { ok: true };
+      if (!(error instanceof NotFoundError) || signal?.aborted) return { ok: false, error };
+      return this.recreate(desired, signal, phase);
     }
 
-    // 3. Observe: observed time moves only when the bytes change.
+    // 3. Observe: observed time moves only when the bytes change (a deletion in between is a change).
+    if (this.deletedSince !== undefined) {
+      this.deletedSince = undefined;
+      this.observedRaw = undefined;
+    }
     if (fetched.raw !== this.observedRaw) {
       this.observedRecord = fetched.record;
       this.observedRaw = fetched.raw;
       this.observedTime = this.clock.now();
     }
+    this.sawRecord(fetched.record);
     const holder = fetched.record.holderIdentity;
+    // D9: a record naming our identity is ours only if we wrote it; another process sharing the
+    // identity (or our predecessor killed a moment ago, whose work may still run) is a foreign holder.
+    const ours = holder === this.id && this.isOwnWrite(fetched.record);
 
-    // D3: while leading, any other holder (also a forced release) ends leadership at once.
-    if (phase === "renew" && holder !== this.id) return { ok: false, foreignHolder: holder };
+    // D3: while leading, any other holder (also a forced release, also our identity written by another
+    // process) ends leadership at once.
+    if (phase === "renew" && !ours) return { ok: false, foreignHolder: holder };
 
-    // 4. Yield to a valid lease held by someone else. An empty holder is always acquirable.
-    if (holder !== "" && this.isLeaseValid(now) && !this.isLeader()) {
+    // 4. Yield to a valid lease held by someone else. An empty holder is always acquirable. A lock that
+    //    checks our identity itself (the file lock: by process liveness) decides in its update.
+    const takeAsOurs = ours || (holder === this.id && this.lock.guardsOwnIdentity === true);
+    if (holder !== "" && this.isLeaseValid(now) && !takeAsOurs) {
+      if (holder === this.id) this.reportIdentityInUse(fetched.raw, now);
       return { ok: false };
     }
 
     // 5. Renewal keeps acquireTime and the term; every acquisition starts a new term (D7), also when
-    //    the same identity re-acquires after a restart or a lapse.
+    //    the same identity re-acquires after a restart or a lapse, and never below a term seen before.
     let slowPath = false;
     if (phase === "renew") {
       desired.acquireTime = fetched.record.acquireTime;
@@ -376,25 +421,132 @@ export class LeaderElector {
       this.metrics.slowpathExercised(this.name);
       slowPath = true;
     } else {
-      desired.leaderTransitions = fetched.record.leaderTransitions + 1;
+      desired.leaderTransitions = Math.max(fetched.record.leaderTransitions, this.highestTermSeen) + 1;
     }
 
     // 6. Write (compare-and-swap against what we just read).
     const sent = this.clock.now();
     try {
-      await this.lock.update(desired, signal);
+      await this.write("update", phase, desired, signal);
     } catch (error) {
       return { ok: false, error };
     }
-    this.wrote(desired, sent);
+    this.wrote(desired, sent, phase);
     return { ok: true, slowPath };
   }
 
-  private wrote(record: LeaderElectionRecord, sentAt: number): void {
+  /**
+   * The record is gone (file removed, `kubectl delete lease`, Redis data lost).
+   *
+   * While leading (D10) we re-create it at once with our own term and acquireTime: the token never goes
+   * back, and a candidate that had seen the record waits a lease duration from the deletion and so
+   * sees ours first. A candidate that had seen a record waits a lease duration from when it first found
+   * it deleted (a holder it never saw may have written just before the deletion), then re-creates it
+   * with the highest term it has seen + 1. Only a candidate that never saw a record creates at once.
+   */
+  private async recreate(desired: LeaderElectionRecord, signal: AbortSignal | undefined, phase: Phase): Promise<AttemptResult> {
+    const now = this.clock.now();
+    if (phase === "renew") {
+      desired.acquireTime = this.observedRecord.acquireTime;
+      desired.leaderTransitions = this.termState?.term ?? Math.max(0, this.highestTermSeen);
+      this.emit({ type: "lease_deleted", lock: this.lock.describe(), leading: true, recreateInMs: 0 });
+    } else if (this.seenRecord) {
+      const first = this.deletedSince === undefined;
+      this.deletedSince ??= now;
+      const waitMs = Math.max(this.observedRecord.leaseDurationSeconds * 1000, effectiveLeaseDurationMs(this.config.leaseDuration));
+      const leftMs = this.deletedSince + waitMs - now;
+      if (first) this.emit({ type: "lease_deleted", lock: this.lock.describe(), leading: false, recreateInMs: Math.max(0, leftMs) });
+      if (leftMs > 0) return { ok: false };
+      desired.leaderTransitions = this.highestTermSeen + 1;
+    }
+    const sent = this.clock.now();
+    try {
+      await this.write("create", phase, desired, signal);
+    } catch (error) {
+      return { ok: false, error };
+    }
+    this.deletedSince = undefined;
+    this.wrote(desired, sent, phase);
+    return { ok: true };
+  }
+
+  /** A write of ours: remembered before it is sent, since a lost answer may still have applied it. */
+  private write(op: "create" | "update", phase: Phase, record: LeaderElectionRecord, signal: AbortSignal | undefined): Promise<void> {
+    this.ownWrites.push(record);
+    if (this.ownWrites.length > OWN_WRITES_KEPT) this.ownWrites.shift();
+    return this.call(op, phase, signal, (s) => (op === "create" ? this.lock.create(record, s) : this.lock.update(record, s)));
+  }
+
+  /**
+   * Every lock call races `signal`: when it aborts, the call is abandoned (not awaited) and rejects at
+   * once with the signal's reason, so a lock that ignores its signal (a hung exec credential plugin, a
+   * dead socket) can never delay a stop or a cancel. What the abandoned call does later is ignored:
+   * a write it still applies is only one more record naming us that followers wait out.
+   */
+  private call<T>(op: LockOp, phase: Phase | "release", signal: AbortSignal | undefined, fn: (signal?: AbortSignal) => Promise<T>): Promise<T> {
+    if (signal === undefined) return fn(undefined);
+    if (signal.aborted) return Promise.reject(signal.reason as Error);
+    return new Promise<T>((resolve, reject) => {
+      let done = false;
+      const onAbort = (): void => {
+        if (done) return;
+        done = true;
+        this.emit({ type: "call_abandoned", lock: this.lock.describe(), op, phase, reason: signal.reason });
+        reject(signal.reason as Error);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      let pending: Promise<T>;
+      try {
+        pending = fn(signal);
+      } catch (error) {
+        pending = Promise.reject(error as Error);
+      }
+      pending.then(
+        (value) => {
+          if (done) return;
+          done = true;
+          signal.removeEventListener("abort", onAbort);
+          resolve(value);
+        },
+        (error: unknown) => {
+          if (done) return;
+          done = true;
+          signal.removeEventListener("abort", onAbort);
+          reject(error as Error);
+        },
+      );
+    });
+  }
+
+  private isOwnWrite(record: LeaderElectionRecord): boolean {
+    return this.ownWrites.some((own) => sameRecord(own, record));
+  }
+
+  private sawRecord(record: LeaderElectionRecord): void {
+    this.seenRecord = true;
+    if (record.leaderTransitions > this.highestTermSeen) this.highestTermSeen = record.leaderTransitions;
+  }
+
+  private reportIdentityInUse(raw: string, now: number): void {
+    if (this.reportedIdentityRaw === raw) return;
+    this.reportedIdentityRaw = raw;
+    this.emit({
+      type: "identity_in_use",
+      lock: this.lock.describe(),
+      identity: this.id,
+      waitMs: Math.max(0, this.observedTime + this.observedRecord.leaseDurationSeconds * 1000 - now),
+    });
+  }
+
+  private wrote(record: LeaderElectionRecord, sentAt: number, phase: Phase): void {
     this.observedRecord = record;
     this.observedTime = this.clock.now();
-    this.lastRenewSent = sentAt;
-    this.currentTerm = record.leaderTransitions;
+    this.sawRecord(record);
+    if (phase === "renew" && this.termState?.active === true && this.termState.term === record.leaderTransitions) {
+      this.termState.renewed(sentAt);
+    } else {
+      this.termState = new Term(record.leaderTransitions, sentAt, this.config.leaseDuration, this.config.renewDeadline);
+    }
   }
 
   private isLeaseValid(now: number): boolean {
@@ -402,8 +554,8 @@ export class LeaderElector {
   }
 
   /**
-   * Release (client-go `release`, with D5): write the released record only if the freshly read holder is
-   * us, by compare-and-swap; retry on Conflict; give up after RD.
+   * Release (client-go `release`, with D5): write the released record only if the freshly read record
+   * is one we wrote, by compare-and-swap; retry on Conflict; give up after RD.
    */
   private async release(): Promise<boolean> {
     const describe = this.lock.describe();
@@ -416,12 +568,12 @@ export class LeaderElector {
       while (!timeout.signal.aborted) {
         let fetched: { record: LeaderElectionRecord; raw: string };
         try {
-          fetched = await this.lock.get(timeout.signal);
+          fetched = await this.call("get", "release", timeout.signal, (s) => this.lock.get(s));
         } catch (error) {
           this.emit({ type: "release_failed", lock: describe, error });
           return false;
         }
-        if (fetched.record.holderIdentity !== this.id) return true;
+        if (fetched.record.holderIdentity !== this.id || !this.isOwnWrite(fetched.record)) return true;
         const wall = this.clock.wallNow();
         const released: LeaderElectionRecord = {
           holderIdentity: "",
@@ -431,7 +583,7 @@ export class LeaderElector {
           leaderTransitions: fetched.record.leaderTransitions,
         };
         try {
-          await this.lock.update(released, timeout.signal);
+          await this.call("update", "release", timeout.signal, (s) => this.lock.update(released, s));
         } catch (error) {
           if (error instanceof ConflictError && !timeout.signal.aborted) continue;
           this.emit({ type: "release_failed", lock: describe, error });

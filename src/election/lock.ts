@@ -5,8 +5,9 @@ import type { LeaderElectionRecord } from "./record.js";
  *
  * `update` is a compare-and-swap against the version this lock object last read, created or wrote
  * (like LeaseLock's cached resourceVersion): if anyone else wrote in between it rejects with
- * `ConflictError` and writes nothing. Every call honours `signal`: when it aborts, the call rejects
- * promptly, so a hung request can never hold up the elector.
+ * `ConflictError` and writes nothing. Every call should honour `signal` (reject promptly and stop the
+ * request) so that resources are freed; the elector never waits for a call whose signal aborted, so a
+ * lock that ignores it cannot hold up a stop, only leak the request.
  */
 export interface ResourceLock {
   /** Reads the record; `raw` is the serialised form the elector compares to notice any change. */
@@ -25,6 +26,13 @@ export interface ResourceLock {
    * until `signal` aborts. Correctness never depends on it; the elector keeps its retry loop.
    */
   watch?(onChange: () => void, signal: AbortSignal): void;
+  /**
+   * Optional: true when the lock itself refuses a record naming our identity that another process wrote
+   * (the file lock: a live writer is refused with a `PermanentLockError`, a dead one whose work may
+   * still run is waited out). The elector then leaves that decision to `update`; otherwise it treats
+   * such a record as foreign until unchanged for its lease duration.
+   */
+  readonly guardsOwnIdentity?: boolean;
   /** Releases connections and handles; the lock is unusable afterwards. */
   close?(): Promise<void>;
 }

@@ -176,6 +176,8 @@ function withAbort<T>(signal: AbortSignal | undefined, work: () => Promise<T>): 
 }
 
 export class FileLock implements ResourceLock {
+  /** `update` refuses our identity written by another live process (exit 69) and waits out a dead one's. */
+  readonly guardsOwnIdentity = true;
   readonly dir: string;
   readonly name: string;
   readonly path: string;

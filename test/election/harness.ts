@@ -10,6 +10,7 @@ import type { ElectionConfig } from "../../src/election/config.js";
 import type { ElectionEvent } from "../../src/election/events.js";
 import type { MetricsProvider } from "../../src/election/metrics.js";
 import type { LeaderElectionRecord } from "../../src/election/record.js";
+import type { ResourceLock } from "../../src/election/lock.js";
 
 export const WALL_BASE = new Date("2024-05-01T12:00:00.000Z");
 
@@ -71,6 +72,8 @@ export interface CandidateOptions {
   work?: (signal: AbortSignal) => void | Promise<void>;
   /** Called after the default bookkeeping of onStoppedLeading. */
   onStopped?: () => void;
+  /** What the elector gets instead of the memory lock (a wrapper around it). */
+  wrapLock?: (lock: MemoryLock) => ResourceLock;
 }
 
 export interface RunHandle {
@@ -125,7 +128,7 @@ export class Candidate {
       });
     const work = options.work ?? defaultWork;
     this.config = {
-      lock: this.lock,
+      lock: options.wrapLock ? options.wrapLock(this.lock) : this.lock,
       leaseDuration: options.leaseDuration ?? 15 * S,
       renewDeadline: options.renewDeadline ?? 10 * S,
       retryPeriod: options.retryPeriod ?? 2 * S,
@@ -229,4 +232,53 @@ export async function abortAndWait(env: Env, h: RunHandle, maxMs = 60 * S): Prom
 /** Start times of the calls of one op. */
 export function startsOf(lock: MemoryLock, op: string, from = 0): number[] {
   return lock.log.filter((c) => c.op === op && c.start >= from).map((c) => c.start);
+}
+
+type LockOp = "get" | "create" | "update";
+
+/**
+ * A lock whose chosen calls never settle and ignore their abort signal, like a request stuck in a
+ * credential plugin or on a dead socket the client never times out. Other calls go to the memory lock.
+ */
+export class StuckLock implements ResourceLock {
+  readonly stuck = new Set<LockOp>();
+  /** Calls that were made while stuck (they never answer). */
+  readonly stuckCalls: LockOp[] = [];
+  guardsOwnIdentity?: boolean;
+
+  constructor(readonly inner: MemoryLock) {}
+
+  stick(...ops: LockOp[]): void {
+    for (const op of ops.length > 0 ? ops : (["get", "create", "update"] as const)) this.stuck.add(op);
+  }
+
+  get(signal?: AbortSignal): Promise<{ record: LeaderElectionRecord; raw: string }> {
+    return this.maybeStuck("get") ?? this.inner.get(signal);
+  }
+
+  create(record: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
+    return this.maybeStuck("create") ?? this.inner.create(record, signal);
+  }
+
+  update(record: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
+    return this.maybeStuck("update") ?? this.inner.update(record, signal);
+  }
+
+  recordEvent(message: string): void {
+    this.inner.recordEvent(message);
+  }
+
+  identity(): string {
+    return this.inner.identity();
+  }
+
+  describe(): string {
+    return this.inner.describe();
+  }
+
+  private maybeStuck(op: LockOp): Promise<never> | undefined {
+    if (!this.stuck.has(op)) return undefined;
+    this.stuckCalls.push(op);
+    return new Promise<never>(() => {});
+  }
 }

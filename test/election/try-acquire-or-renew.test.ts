@@ -135,18 +135,23 @@ describe("tryAcquireOrRenew, one attempt at a time", () => {
     assert.equal(env.store.read()?.holderIdentity, "bing");
   });
 
-  test("case 16 adapted (D7): a restarted process with the same identity re-acquires at once as a new term", async () => {
+  test("case 16 adapted (D7, D9): a restarted process with the same identity re-acquires as a new term once the record sat unchanged for its lease duration", async () => {
     const env = newEnv();
     const acquired = new Date("2024-04-30T00:00:00Z");
     env.store.put(record({ holderIdentity: "baz", leaseDurationSeconds: 10, acquireTime: acquired, renewTime: wallAt(0), leaderTransitions: 3 }));
     await env.clock.advance(1 * S);
     const c = baz(env);
+    // Not written by this process: its writer's work may still run (D9).
+    assert.equal(await c.le.tryAcquireOrRenew(), false);
+    await env.clock.advanceTo(11 * S - 1);
+    assert.equal(await c.le.tryAcquireOrRenew(), false);
+    await env.clock.advanceTo(11 * S);
     assert.equal(await c.le.tryAcquireOrRenew(), true);
-    assert.deepEqual(c.lock.calls, ["get", "update"]);
+    assert.deepEqual(c.lock.calls, ["get", "get", "get", "update"]);
     const r = env.store.read();
     assert.equal(r?.holderIdentity, "baz");
     assert.equal(r?.leaderTransitions, 4, "an acquisition, not a renewal: transitions +1");
-    assert.deepEqual(r?.acquireTime, wallAt(1 * S), "acquireTime is the new term's start");
+    assert.deepEqual(r?.acquireTime, wallAt(11 * S), "acquireTime is the new term's start");
     assert.equal(c.le.term(), 4);
     assert.deepEqual(c.entries("metric:slowpath"), [], "an acquisition is not a slow-path renewal");
   });
