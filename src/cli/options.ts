@@ -4,6 +4,7 @@ import { parseSignal as parseSignalName } from "../child/process-group.js";
 import { RESTART_MODES } from "../child/restart.js";
 import type { RestartMode } from "../child/restart.js";
 import { JITTER_FACTOR } from "../election/config.js";
+import { effectiveLeaseDurationMs } from "../election/term.js";
 import { parseHttpAddress } from "../http/address.js";
 import type { HttpAddress } from "../http/address.js";
 import { DEFAULT_LOCK_URL, parseLockUrl } from "../locks/url.js";
@@ -690,11 +691,20 @@ export function validateTimings(t: Timings): number {
       `leaseDuration must be at least 1s (got ${f(ld)}): lease records store whole seconds, so raise --lease-duration to 1s or more`,
     );
   }
-  if (t.killGraceMs === undefined) return deriveKillGraceMs(ld, rd);
-  const g = t.killGraceMs;
-  if (rd + g >= ld) {
+  // Other processes wait the record's whole seconds (5.9s is 5s to them): every check below uses that.
+  const eld = effectiveLeaseDurationMs(ld);
+  const wholeSeconds = (ms: number): number => Math.ceil(ms / 1000) * 1000;
+  if (eld <= rd) {
     throw new UsageError(
-      `--kill-grace ${f(g)} is too long: renew-deadline ${f(rd)} + kill-grace ${f(g)} must stay below lease-duration ${f(ld)} so the command is dead before another process can take over; lower --kill-grace to ${f(deriveKillGraceMs(ld, rd))} or raise --lease-duration to ${f(rd + 2 * g)}`,
+      `--lease-duration ${f(ld)} is stored as ${f(eld)} (lease records store whole seconds), which must be greater than --renew-deadline ${f(rd)}; raise --lease-duration to ${f(Math.floor(rd / 1000) * 1000 + 1000)} or lower --renew-deadline below ${f(eld)}`,
+    );
+  }
+  if (t.killGraceMs === undefined) return deriveKillGraceMs(eld, rd);
+  const g = t.killGraceMs;
+  if (rd + g >= eld) {
+    const stored = eld === ld ? "" : ` (lease records store whole seconds, so --lease-duration ${f(ld)} counts as ${f(eld)})`;
+    throw new UsageError(
+      `--kill-grace ${f(g)} is too long: renew-deadline ${f(rd)} + kill-grace ${f(g)} must stay below lease-duration ${f(eld)}${stored} so the command is dead before another process can take over; lower --kill-grace to ${f(deriveKillGraceMs(eld, rd))} or raise --lease-duration to ${f(wholeSeconds(rd + 2 * g))}`,
     );
   }
   return g;
