@@ -10,7 +10,12 @@ import type { LeaderElectionRecord } from "./record.js";
  * lock that ignores it cannot hold up a stop, only leak the request.
  */
 export interface ResourceLock {
-  /** Reads the record; `raw` is the serialised form the elector compares to notice any change. */
+  /**
+   * Reads the record; `raw` is the serialised form the elector compares to notice any change. The
+   * record must come back as it was written, timestamps to the millisecond: the elector recognises its
+   * own writes by comparing records, and treats a record naming its identity that it cannot recognise
+   * as written by another process.
+   */
   get(signal?: AbortSignal): Promise<{ record: LeaderElectionRecord; raw: string }>;
   /** Creates the record; `AlreadyExistsError` if it exists. */
   create(record: LeaderElectionRecord, signal?: AbortSignal): Promise<void>;
