@@ -25,7 +25,7 @@ export interface DocCommand {
   file: string;
   /** 1-based line in `file` of the command's first line. */
   line: number;
-  /** As written (continuations joined, a console prompt removed). */
+  /** As written (with its continuation lines; a console prompt removed). */
   text: string;
 }
 
@@ -44,7 +44,8 @@ export function commandsOf(block: CodeBlock): DocCommand[] {
     let text = l;
     while (/\\\s*$/.test(text) && i + 1 < lines.length) {
       i++;
-      text = text.replace(/\\\s*$/, "") + " " + (lines[i] as string).trim();
+      // Kept as written: /bin/sh joins the lines itself.
+      text = `${text}\n${(lines[i] as string).replace(/^\s*\$ /, "")}`;
     }
     out.push({ file: block.file, line, text: text.trim() });
   }
