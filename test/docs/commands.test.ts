@@ -79,7 +79,9 @@ async function runDocCommand(t: TestContext, cmd: DocCommand, expectExit: number
   return { code: r.code, stdout: r.stdout, stderr: r.stderr, report };
 }
 
-describe("documented shell commands, run as written", () => {
+// Each command has its own sandbox and the docs' examples use distinct lease names, so they can run
+// side by side; most of their time is leader-run and its backend client starting up.
+describe("documented shell commands, run as written", { concurrency: 4 }, () => {
   test("the docs have the commands this suite exists for (quick start, cron, the backends)", () => {
     const texts = blocks.flatMap((b) => commandsOf(b).map((c) => c.text));
     for (const expected of [/\.\/bin\/leader-run\.js -- node -e/, /--no-wait -- \.\/backup\.sh/, /--wait 5m/, /redis:\/\//, /--lock (k8s|kubernetes):/]) {
