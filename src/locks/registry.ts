@@ -1,70 +1,53 @@
-import type { ResourceLock } from "../election/lock.js";
-import { BackendUnavailableError, UsageError } from "../cli/errors.js";
-import type { LockSpec } from "./url.js";
+import type { LockBackend, OpenLockOptions, OpenedLock } from "./backend.js";
+import { BackendUnavailableError, LockConfigError } from "./errors.js";
+import type { LockKind, LockSpec } from "./url.js";
 
 /**
- * Opens the lock a `--lock` spec names. Each backend is loaded with a dynamic `import()` only when
- * chosen: leader-run starts on every cron run, and the file lock must not pay for loading ioredis or
- * the Kubernetes client (hundreds of milliseconds).
+ * Every lock backend by the kind of `--lock` URL that selects it (url.ts maps schemes to kinds). Each
+ * entry loads its folder with a dynamic `import()` only when chosen: leader-run starts on every cron
+ * run, and the file lock must not pay for loading ioredis or the Kubernetes client (hundreds of
+ * milliseconds). `undefined`: the scheme is known but its backend is not in this build.
+ *
+ * Adding a backend is its folder (src/locks/<kind>/index.ts) and one line here; see docs/backends.md.
  */
+const BACKENDS: { [K in LockKind]: (() => Promise<LockBackend<K>>) | undefined } = {
+  file: async () => (await import("./file/index.js")).fileBackend,
+  redis: async () => (await import("./redis/index.js")).redisBackend,
+  kubernetes: async () => (await import("./kubernetes/index.js")).kubernetesBackend,
+  // Once src/locks/etcd/ is in this build, its line reads:
+  //   etcd: async () => { const m = await import("./etcd/index.js"); return plainBackend("etcd", m.etcdCapabilities, m.openEtcdLock); },
+  etcd: undefined,
+  postgres: undefined,
+};
 
-export interface OpenLockOptions {
-  name: string;
-  identity: string;
-  leaseDurationMs: number;
-  renewDeadlineMs: number;
-  /** Kubernetes only. */
-  namespace?: string;
-  kubeconfig?: string;
-  /** Where backends read secret variables (e.g. LEADER_RUN_REDIS_PASSWORD); default process.env. */
-  env?: NodeJS.ProcessEnv;
-  /** Non-fatal backend problems (e.g. events forbidden), for the caller's log. */
-  onWarning?: (message: string) => void;
+/** The kinds whose backend this build has. */
+export function availableKinds(): LockKind[] {
+  return (Object.keys(BACKENDS) as LockKind[]).filter((kind) => BACKENDS[kind] !== undefined);
 }
 
 /**
- * @throws UsageError (exit 64) for settings the backend rejects (its config errors are converted),
- *   PermanentLockError (exit 69) when the backend refuses us for good.
+ * Loads the backend of `kind`.
+ * @throws BackendUnavailableError (a `LockConfigError`) when this build has none.
  */
-export async function openLock(spec: LockSpec, options: OpenLockOptions): Promise<ResourceLock> {
+export async function loadBackend<K extends LockKind>(kind: K): Promise<LockBackend<K>> {
+  const load = BACKENDS[kind] as (() => Promise<LockBackend<K>>) | undefined;
+  if (load === undefined) throw new BackendUnavailableError(kind);
+  return load();
+}
+
+/**
+ * Opens the lock a `--lock` spec names.
+ * @throws LockConfigError for settings the backend rejects, its message naming the (redacted) URL;
+ *   PermanentLockError when the backend refuses us for good.
+ */
+export async function openLock(spec: LockSpec, options: OpenLockOptions): Promise<OpenedLock> {
+  const backend = await loadBackend(spec.kind);
   try {
-    return await open(spec, options);
+    return await (backend as LockBackend<typeof spec.kind>).open(spec as never, options);
   } catch (e) {
-    // Backends report bad settings with their own config error classes; for the CLI they are usage errors.
-    if (e instanceof Error && CONFIG_ERRORS.has(e.name) && !(e instanceof UsageError)) {
-      throw new UsageError(`--lock ${spec.redacted}: ${e.message}`, { cause: e });
+    if (e instanceof LockConfigError && !e.message.startsWith("--lock ")) {
+      throw new LockConfigError(`--lock ${spec.redacted}: ${e.message}`, { cause: e });
     }
     throw e;
-  }
-}
-
-const CONFIG_ERRORS = new Set(["FileLockConfigError", "RedisConfigError", "KubernetesConfigError", "ConfigError"]);
-
-async function open(spec: LockSpec, options: OpenLockOptions): Promise<ResourceLock> {
-  switch (spec.kind) {
-    case "file": {
-      const { FileLock } = await import("./file.js");
-      const fileOptions: ConstructorParameters<typeof FileLock>[0] = {
-        name: options.name,
-        identity: options.identity,
-        leaseDurationMs: options.leaseDurationMs,
-      };
-      if (spec.dir !== undefined) fileOptions.dir = spec.dir;
-      return new FileLock(fileOptions);
-    }
-    case "redis": {
-      const { openRedisLock } = await import("./redis.js");
-      const { name, identity, leaseDurationMs, renewDeadlineMs, env } = options;
-      return await openRedisLock(spec.url, { name, identity, leaseDurationMs, renewDeadlineMs, env });
-    }
-    case "kubernetes": {
-      const { openKubernetesLock } = await import("./kubernetes.js");
-      const { name, identity, leaseDurationMs, renewDeadlineMs, namespace, kubeconfig, env, onWarning } = options;
-      return await openKubernetesLock(spec, { name, identity, leaseDurationMs, renewDeadlineMs, namespace, kubeconfig, env, onWarning });
-    }
-    case "etcd":
-      throw new BackendUnavailableError("etcd");
-    case "postgres":
-      throw new BackendUnavailableError("postgres");
   }
 }

@@ -11,10 +11,10 @@ import {
   NotFoundError,
   PermanentLockError,
 } from "../../src/election/lock.js";
-import { encodeLeaseFile } from "../../src/locks/file-format.js";
-import { FileMutex } from "../../src/locks/file-mutex.js";
-import { currentProcess } from "../../src/locks/file-process.js";
-import { defaultLockDir, FileLock, FileLockConfigError, IdentityClashError, SameIdentityHeldError } from "../../src/locks/file.js";
+import { encodeLeaseFile } from "../../src/locks/file/format.js";
+import { FileMutex } from "../../src/locks/file/mutex.js";
+import { currentProcess } from "../../src/locks/file/process.js";
+import { defaultLockDir, FileLock, FileLockConfigError, IdentityClashError, SameIdentityHeldError } from "../../src/locks/file/index.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { Processes, record, startTimeOf, tempDir, waitFor } from "./file-helpers.js";
 

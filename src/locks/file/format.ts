@@ -1,5 +1,5 @@
-import { recordFromJSON, recordToJSON, type LeaderElectionRecord } from "../election/record.js";
-import type { ProcessIdentity } from "./file-process.js";
+import { recordFromJSON, recordToJSON, type LeaderElectionRecord } from "../../election/record.js";
+import type { ProcessIdentity } from "./process.js";
 
 /**
  * The lease file: client-go's `LeaderElectionRecord` JSON (millisecond timestamps) plus a `leaderRun`

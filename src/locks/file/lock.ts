@@ -3,7 +3,7 @@ import { constants, statSync, watch as fsWatch, type FSWatcher, type Stats } fro
 import { link, lstat, mkdir, open, readdir, rename, unlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
-import { systemClock, type Clock } from "../election/clock.js";
+import { systemClock, type Clock } from "../../election/clock.js";
 import {
   AlreadyExistsError,
   ConflictError,
@@ -12,10 +12,10 @@ import {
   NotFoundError,
   PermanentLockError,
   type ResourceLock,
-} from "../election/lock.js";
-import { emptyRecord, type LeaderElectionRecord } from "../election/record.js";
-import { decodeLeaseFile, encodeLeaseFile, salvageTransitions, type HolderInfo, type LeaseFile } from "./file-format.js";
-import { FileMutex, type MutexHandle } from "./file-mutex.js";
+} from "../../election/lock.js";
+import { emptyRecord, type LeaderElectionRecord } from "../../election/record.js";
+import { decodeLeaseFile, encodeLeaseFile, salvageTransitions, type HolderInfo, type LeaseFile } from "./format.js";
+import { FileMutex, type MutexHandle } from "./mutex.js";
 import {
   currentProcess,
   groupLiveness,
@@ -24,7 +24,9 @@ import {
   sameHost,
   type ProcessIdentity,
   errno,
-} from "./file-process.js";
+} from "./process.js";
+import type { GuardOptions, ProcessGuard } from "../backend.js";
+import { LockConfigError } from "../errors.js";
 
 /**
  * The embedded default backend: one lease per file in a private directory, for processes on one host
@@ -58,18 +60,6 @@ export interface FileLockOptions {
   criticalSectionStaleMs?: number;
 }
 
-/** Options of `setGuardedProcessGroup`. */
-export interface GuardOptions {
-  /**
-   * The orphan watchdog that kills the group if this process dies (src/child/watchdog.ts). Until it
-   * exits, a standby on this host treats the lease as held even after this process and the group it
-   * knows of are gone. Remembered until another pid is given; tell it before spawning the child.
-   */
-  watchdogPid?: number;
-  /** Gives up waiting for the critical section (resolves false). */
-  signal?: AbortSignal;
-}
-
 /** Another live process on this host campaigns with our identity: a configuration error (exit 69). */
 export class IdentityClashError extends PermanentLockError {}
 
@@ -80,7 +70,7 @@ export class IdentityClashError extends PermanentLockError {}
 export class SameIdentityHeldError extends ConflictError {}
 
 /** Bad options (an invalid lease name): a usage error, not a lock failure. */
-export class FileLockConfigError extends Error {
+export class FileLockConfigError extends LockConfigError {
   constructor(message: string) {
     super(message);
     this.name = "FileLockConfigError";
@@ -175,7 +165,7 @@ function withAbort<T>(signal: AbortSignal | undefined, work: () => Promise<T>): 
   });
 }
 
-export class FileLock implements ResourceLock {
+export class FileLock implements ResourceLock, ProcessGuard {
   readonly dir: string;
   readonly name: string;
   readonly path: string;

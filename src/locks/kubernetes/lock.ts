@@ -1,12 +1,12 @@
 import type * as K8s from "@kubernetes/client-node";
-import { LockError, type ResourceLock } from "../election/lock.js";
-import type { LeaderElectionRecord } from "../election/record.js";
-import { resolveKubeConfig } from "./kubernetes-config.js";
-import { KubernetesConfigError, translateKubernetesError, type KubeVerb, type RequestTarget } from "./kubernetes-errors.js";
-import { LeaseEventRecorder } from "./kubernetes-events.js";
-import { leaseRaw, leaseSpecToRecord, recordToLeaseSpec, type LeaseSpecJSON } from "./kubernetes-mapping.js";
-import { watchLease } from "./kubernetes-watch.js";
-import type { KubernetesLockSpec } from "./url.js";
+import { LockError, type ResourceLock } from "../../election/lock.js";
+import type { LeaderElectionRecord } from "../../election/record.js";
+import { resolveKubeConfig } from "./config.js";
+import { KubernetesConfigError, translateKubernetesError, type KubeVerb, type RequestTarget } from "./errors.js";
+import { LeaseEventRecorder } from "./events.js";
+import { leaseRaw, leaseSpecToRecord, recordToLeaseSpec, type LeaseSpecJSON } from "./mapping.js";
+import { watchLease } from "./watch.js";
+import type { KubernetesLockSpec } from "../url.js";
 
 /**
  * The Kubernetes backend: a `coordination.k8s.io/v1` Lease, used exactly as client-go's

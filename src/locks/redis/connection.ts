@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import type { ConnectionOptions } from "node:tls";
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from "ioredis";
-import { LockError, PermanentLockError } from "../election/lock.js";
-import { RedisConfigError, describeTarget, type RedisTarget } from "./redis-url.js";
+import { LockError, PermanentLockError } from "../../election/lock.js";
+import { RedisConfigError, describeTarget, type RedisTarget } from "./url.js";
 
 /** How to reach Redis, with every secret already resolved. Never logged. */
 export interface RedisConnectionSettings {

@@ -6,8 +6,8 @@ import {
   NotFoundError,
   PermanentLockError,
   type ResourceLock,
-} from "../election/lock.js";
-import { recordFromJSON, recordToJSON, type LeaderElectionRecord } from "../election/record.js";
+} from "../../election/lock.js";
+import { recordFromJSON, recordToJSON, type LeaderElectionRecord } from "../../election/record.js";
 import {
   RedisUnavailableError,
   classifyRedisError,
@@ -17,12 +17,12 @@ import {
   resolveSecret,
   type RedisClient,
   type RedisConnectionSettings,
-} from "./redis-connection.js";
-import { READ_SCRIPT, WRITE_SCRIPT, encodeRecordAroundTerm, type LuaScript } from "./redis-scripts.js";
-import { RedisConfigError, describeTarget, parseRedisUrl, type RedisTarget } from "./redis-url.js";
+} from "./connection.js";
+import { READ_SCRIPT, WRITE_SCRIPT, encodeRecordAroundTerm, type LuaScript } from "./scripts.js";
+import { RedisConfigError, describeTarget, parseRedisUrl, type RedisTarget } from "./url.js";
 
-export { RedisUnavailableError } from "./redis-connection.js";
-export { RedisConfigError, isRedisUrl, parseRedisUrl, redactRedisUrl } from "./redis-url.js";
+export { RedisUnavailableError } from "./connection.js";
+export { RedisConfigError, isRedisUrl, parseRedisUrl, redactRedisUrl } from "./url.js";
 
 /**
  * The Redis lock (`--lock redis://…`): client-go's LeaderElectionRecord as JSON under one key per lease.
