@@ -92,7 +92,7 @@ export interface OpenLockOptions {
   namespace?: string;
   kubeconfig?: string;
   /** Where backends read secret variables (e.g. LEADER_RUN_REDIS_PASSWORD); default process.env. */
-  env?: NodeJS.ProcessEnv;
+  env?: Record<string, string | undefined>;
   /** Non-fatal backend problems (e.g. events forbidden), for the caller's log. */
   onWarning?: (message: string) => void;
 }
