@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { chmod, chown, lstat, mkdir, readdir, readFile, symlink, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
@@ -130,13 +129,28 @@ describe("FileLock basics", () => {
     assert.doesNotThrow(() => new FileLock({ name: "my-job_1.v2", identity: "a", dir: freshDir() }));
   });
 
-  test("defaultLockDir uses $XDG_RUNTIME_DIR/leader-run, else <tmpdir>/leader-run-<uid>", async () => {
+  test("the default directory depends only on the user: cron (no XDG_RUNTIME_DIR, no TMPDIR) and a login shell share it", async () => {
+    const expected = `/tmp/leader-run-${process.getuid?.()}`;
     const xdg = join(root.dir, "xdg");
     await mkdir(xdg, { mode: 0o700 });
-    assert.equal(defaultLockDir({ XDG_RUNTIME_DIR: xdg }), join(xdg, "leader-run"));
-    assert.equal(defaultLockDir({}), join(tmpdir(), `leader-run-${process.getuid?.()}`));
-    assert.equal(defaultLockDir({ XDG_RUNTIME_DIR: join(root.dir, "missing") }), join(tmpdir(), `leader-run-${process.getuid?.()}`));
-    assert.equal(defaultLockDir({ XDG_RUNTIME_DIR: "relative" }), join(tmpdir(), `leader-run-${process.getuid?.()}`));
+    const saved = { XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR, TMPDIR: process.env.TMPDIR };
+    const dirs: string[] = [];
+    try {
+      // A login shell: both set, to usable directories of ours.
+      process.env.XDG_RUNTIME_DIR = xdg;
+      process.env.TMPDIR = root.dir;
+      dirs.push(defaultLockDir(), new FileLock({ name: "job", identity: "a" }).dir);
+      // cron: neither set.
+      delete process.env.XDG_RUNTIME_DIR;
+      delete process.env.TMPDIR;
+      dirs.push(defaultLockDir(), new FileLock({ name: "job", identity: "a" }).dir);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+    assert.deepEqual(dirs, [expected, expected, expected, expected]);
   });
 });
 

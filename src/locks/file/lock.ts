@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { constants, statSync, watch as fsWatch, type FSWatcher, type Stats } from "node:fs";
+import { constants, watch as fsWatch, type FSWatcher, type Stats } from "node:fs";
 import { link, lstat, mkdir, open, readdir, rename, unlink } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { isAbsolute, join, resolve } from "node:path";
+import { userInfo } from "node:os";
+import { join, resolve } from "node:path";
 import { systemClock, type Clock } from "../../election/clock.js";
 import {
   AlreadyExistsError,
@@ -93,20 +93,20 @@ export function validateLeaseName(name: string): void {
   }
 }
 
-/** `$XDG_RUNTIME_DIR/leader-run` when that is a usable directory of ours, else `<tmpdir>/leader-run-<uid>`. */
-export function defaultLockDir(env: Readonly<Record<string, string | undefined>> = process.env): string {
+/**
+ * `/tmp/leader-run-<uid>`: a function of the user alone. Never of `XDG_RUNTIME_DIR` or `TMPDIR`: cron
+ * sets neither while a login shell sets both, and the same job started from each must meet on the same
+ * lease, or both would run. A directory someone else created there is refused (owner and mode checks),
+ * never used. systemd units with `PrivateTmp=yes` see a /tmp of their own: give them (and the jobs they
+ * must exclude) an explicit `--lock file:<dir>`.
+ */
+export function defaultLockDir(): string {
   const uid = process.getuid?.();
-  const xdg = env.XDG_RUNTIME_DIR;
-  if (xdg && isAbsolute(xdg)) {
-    try {
-      const st = statSync(xdg);
-      if (st.isDirectory() && (uid === undefined || st.uid === uid)) return join(xdg, "leader-run");
-    } catch {
-      // not usable: fall back as the XDG spec asks
-    }
-  }
-  return join(tmpdir(), `leader-run-${uid ?? "user"}`);
+  return join(DEFAULT_LOCK_PARENT, `leader-run-${uid ?? userInfo().username}`);
 }
+
+/** Fixed, not `os.tmpdir()`: that reads TMPDIR. */
+const DEFAULT_LOCK_PARENT = "/tmp";
 
 function samePid(a: ProcessIdentity, b: ProcessIdentity): boolean {
   return (
