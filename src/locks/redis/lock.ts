@@ -418,7 +418,11 @@ export class RedisLock implements ResourceLock {
     const subscribe = (): void => {
       sub.subscribe(this.keys.channel).then(
         () => this.notify(),
-        () => undefined,
+        () => {
+          // Not subscribed on a connection that is up (it timed out: the server stopped answering).
+          // Start the connection over; its "ready" subscribes again, so notifications come back.
+          if (!this.closed && this.subscriber === sub && sub.status === "ready") sub.disconnect(true);
+        },
       );
     };
     sub.on("ready", () => {
