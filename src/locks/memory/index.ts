@@ -13,8 +13,8 @@ export const memoryCapabilities: LockCapabilities = {
   notifies: true,
   seesHolderProcesses: false,
   leaseDurationResolutionMs: 1000,
-  // memoryRaw keeps whole seconds, like the Lease lock's raw bytes of client-go.
-  timeResolutionMs: 1000,
+  // Records keep the millisecond; only the raw form keeps whole seconds (see rawChangesOnEveryWrite).
+  timeResolutionMs: 1,
   termSurvivesDelete: false,
   rawChangesOnEveryWrite: false,
 };
