@@ -1,6 +1,6 @@
 /**
  * The contract every lock backend proves against its real server: one suite, one small target file per
- * backend (test/locks/conformance/<backend>.test.ts). Whatever a backend cannot offer is declared in
+ * backend (test/locks/conformance-<backend>.test.ts). Whatever a backend cannot offer is declared in
  * its `LockCapabilities`, and the suite checks the declaration both ways instead of skipping.
  *
  * Lock-level cases use one lock object per simulated process (each with its own connection); the
@@ -9,10 +9,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { LeaderElector } from "../../../src/election/elector.js";
-import { AlreadyExistsError, ConflictError, NotFoundError, type ResourceLock } from "../../../src/election/lock.js";
-import type { LeaderElectionRecord } from "../../../src/election/record.js";
-import type { LockCapabilities, OpenedLock } from "../../../src/locks/backend.js";
+import { LeaderElector } from "../../src/election/elector.js";
+import { AlreadyExistsError, ConflictError, NotFoundError, type ResourceLock } from "../../src/election/lock.js";
+import type { LeaderElectionRecord } from "../../src/election/record.js";
+import type { LockCapabilities, OpenedLock } from "../../src/locks/backend.js";
 
 export interface Timing {
   leaseDurationMs: number;

@@ -1,5 +1,5 @@
-import { memoryCapabilities, MemoryLock, MemoryStore } from "../../../src/locks/memory/index.js";
-import { conformance } from "./suite.js";
+import { memoryCapabilities, MemoryLock, MemoryStore } from "../../src/locks/memory/index.js";
+import { conformance } from "./conformance.js";
 
 const stores = new Map<string, MemoryStore>();
 const locks: MemoryLock[] = [];

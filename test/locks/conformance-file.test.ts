@@ -1,9 +1,9 @@
 import { mkdtemp, rm, unlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileBackend, fileCapabilities } from "../../../src/locks/file/index.js";
-import { FileMutex, type MutexHandle } from "../../../src/locks/file/mutex.js";
-import { conformance } from "./suite.js";
+import { fileBackend, fileCapabilities } from "../../src/locks/file/index.js";
+import { FileMutex, type MutexHandle } from "../../src/locks/file/mutex.js";
+import { conformance } from "./conformance.js";
 
 let dir = "";
 let held: MutexHandle[] = [];
