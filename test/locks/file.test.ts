@@ -468,6 +468,20 @@ describe("one identity, one process", () => {
     assert.equal((await lock.get()).record.holderIdentity, "");
   });
 
+  test("two live FileLocks of one process with one identity are two candidates: the second is refused", async () => {
+    const dir = freshDir();
+    const first = new FileLock({ name: "job", identity: "a", dir });
+    const second = new FileLock({ name: "job", identity: "a", dir });
+    await first.create(record("a", 1));
+    await second.get();
+    await assert.rejects(second.update(record("a", 1)), (err: Error) => err instanceof IdentityClashError && /another live process/.test(err.message));
+    await first.update(record("a", 1));
+    await first.close();
+    await second.get();
+    await second.update(record("a", 1));
+    await second.close();
+  });
+
   test("a record with our identity from a process that is gone, with everything it ran, is acquired at once (a restart)", async (t) => {
     if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
     const dir = freshDir();
@@ -477,7 +491,8 @@ describe("one identity, one process", () => {
     const lock = new FileLock({ name: "job", identity: "a", dir });
     assert.equal((await lock.get()).record.holderIdentity, "");
     await lock.update(record("a", 4));
-    // Also when read as ours (another FileLock of this process wrote it).
+    // Also when read as ours: a closed FileLock of this process wrote it (a restart within the process).
+    await lock.close();
     const again = new FileLock({ name: "job", identity: "a", dir });
     assert.equal((await again.get()).record.holderIdentity, "a");
     await again.update(record("a", 4));

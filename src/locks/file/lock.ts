@@ -16,15 +16,8 @@ import {
 import { emptyRecord, type LeaderElectionRecord } from "../../election/record.js";
 import { decodeLeaseFile, encodeLeaseFile, salvageTransitions, type HolderInfo, type LeaseFile } from "./format.js";
 import { FileMutex, type MutexHandle } from "./mutex.js";
-import {
-  currentProcess,
-  groupLiveness,
-  processLiveness,
-  processStartTime,
-  sameHost,
-  type ProcessIdentity,
-  errno,
-} from "./process.js";
+import { closeWriter, isOurs, openWriter, writerState } from "./liveness.js";
+import { currentProcess, errno, processStartTime } from "./process.js";
 import type { GuardOptions, ProcessGuard } from "../backend.js";
 import { LockConfigError } from "../errors.js";
 
@@ -37,11 +30,11 @@ import { LockConfigError } from "../errors.js";
  *   by writing a temp file, fsync, rename() (link() for create) and fsync of the directory. Readers never
  *   lock: they see the old file or the new one, never a torn one.
  * - Dead-holder fast takeover: the file names the holder process (and its child's process group and
- *   orphan watchdog). When all of them are provably gone on this host, `get` reports the lease as
- *   released, so a standby takes over at its next attempt instead of after the lease duration. The CAS
- *   still compares the real bytes.
- * - One identity, one process: a record naming our identity written by another live process on this
- *   host is refused (`IdentityClashError`); one written by a previous process of ours that is gone but
+ *   orphan watchdog). When all of them are provably gone on this host (liveness.ts), `get` reports the
+ *   lease as released, so a standby takes over at its next attempt instead of after the lease
+ *   duration. The CAS still compares the real bytes.
+ * - One identity, one writer: a record naming our identity written by another live process on this
+ *   host, or by another FileLock object of this process, is refused (`IdentityClashError`); one written by a previous process of ours that is gone but
  *   whose child may still run blocks us like any other holder (`SameIdentityHeldError`), instead of
  *   client-go's immediate re-acquisition.
  * - A corrupt file is an error, never a free lease, until the same bytes have sat unchanged for a whole
@@ -108,46 +101,6 @@ export function defaultLockDir(): string {
 /** Fixed, not `os.tmpdir()`: that reads TMPDIR. */
 const DEFAULT_LOCK_PARENT = "/tmp";
 
-function samePid(a: ProcessIdentity, b: ProcessIdentity): boolean {
-  return (
-    a.pid === b.pid &&
-    a.hostname === b.hostname &&
-    a.bootId === b.bootId &&
-    a.pidNamespace === b.pidNamespace &&
-    a.startTime === b.startTime
-  );
-}
-
-/**
- * What became of the process that wrote a lease file, as far as this host can tell:
- * - `us`: this process;
- * - `running`: proven to run (same host, pid alive, same start time);
- * - `gone`: it, its child's process group (zombies aside) and its watchdog are all provably gone;
- * - `stopping`: it is gone, but its group or watchdog is not (the group is being killed, or survived);
- * - `unknown`: not inspectable (another host or pid namespace, no /proc, no leaderRun).
- */
-type WriterState =
-  | { state: "us" | "gone" | "unknown" }
-  | { state: "running"; pid: number }
-  | { state: "stopping"; pid: number; what: string };
-
-async function writerState(holder: HolderInfo | null): Promise<WriterState> {
-  if (holder === null) return { state: "unknown" };
-  const self = await currentProcess();
-  if (samePid(holder, self)) return { state: "us" };
-  if (!sameHost(self, holder)) return { state: "unknown" };
-  const liveness = await processLiveness(holder.pid, holder.startTime);
-  if (liveness === "alive" && holder.startTime !== null) return { state: "running", pid: holder.pid };
-  if (liveness !== "gone") return { state: "unknown" };
-  if (holder.watchdog !== undefined && (await processLiveness(holder.watchdog.pid, holder.watchdog.startTime)) !== "gone") {
-    return { state: "stopping", pid: holder.pid, what: `its watchdog (pid ${holder.watchdog.pid}) still runs` };
-  }
-  if (holder.childPgid !== undefined && (await groupLiveness(holder.childPgid)) !== "gone") {
-    return { state: "stopping", pid: holder.pid, what: `its child's process group ${holder.childPgid} still runs` };
-  }
-  return { state: "gone" };
-}
-
 function octal(mode: number): string {
   return `0${(mode & 0o777).toString(8)}`;
 }
@@ -183,6 +136,8 @@ export class FileLock implements ResourceLock, ProcessGuard {
   private guardedPgid: number | undefined;
   private watchdog: { pid: number; startTime: Promise<number | null> } | undefined;
   private readonly watchers = new Set<() => void>();
+  /** Names this object in the file: another FileLock of this process is another writer. */
+  private readonly writer = randomBytes(8).toString("hex");
 
   constructor(options: FileLockOptions) {
     validateLeaseName(options.name);
@@ -197,6 +152,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
     this.clock = options.clock ?? systemClock;
     // Helper files start with '.' and use '~', which lease names cannot contain: no name can clash.
     this.mutex = new FileMutex(this.helperPath("lock"), { staleMs: options.criticalSectionStaleMs ?? 5000 });
+    openWriter(this.writer);
   }
 
   identity(): string {
@@ -366,6 +322,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
   }
 
   async close(): Promise<void> {
+    closeWriter(this.writer);
     for (const stop of [...this.watchers]) stop();
   }
 
@@ -387,7 +344,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
   }
 
   private async encode(record: LeaderElectionRecord): Promise<string> {
-    const holder: HolderInfo = { ...(await currentProcess()) };
+    const holder: HolderInfo = { ...(await currentProcess()), writer: this.writer };
     if (record.holderIdentity === this.id) {
       if (this.guardedPgid !== undefined) holder.childPgid = this.guardedPgid;
       const watchdog = this.watchdog;
@@ -411,7 +368,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
       } catch {
         return false;
       }
-      if (file.record.holderIdentity !== this.id || file.holder === null || !samePid(file.holder, self)) return false;
+      if (file.record.holderIdentity !== this.id || file.holder === null || !isOurs(file.holder, self, this.writer)) return false;
       const content = await this.encode(file.record);
       if (content === current) return true;
       await this.commit(content, mutex, signal, "rename");
@@ -435,12 +392,12 @@ export class FileLock implements ResourceLock, ProcessGuard {
       return; // a corrupt file the CAS already allows us to overwrite
     }
     if (file.record.holderIdentity !== this.id) return;
-    const writer = await writerState(file.holder);
+    const writer = await writerState(file.holder, this.writer);
     if (writer.state === "us" || writer.state === "gone") return;
     const lease = `lease "${this.name}" (${this.path})`;
     if (writer.state === "running") {
       throw new IdentityClashError(
-        `${lease} is held by identity "${this.id}" in another live process (pid ${writer.pid}); --identity must be unique per process`,
+        `${lease} is held by identity "${this.id}" in another live process (pid ${writer.pid}${writer.pid === process.pid ? ": this one, through another FileLock" : ""}); --identity must be unique per process`,
       );
     }
     this.firstSeen(current);
@@ -477,7 +434,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
   /** The holder process on this host is gone, and so are its child's group and its watchdog. */
   private async holderIsGone(file: LeaseFile): Promise<boolean> {
     if (file.record.holderIdentity === "") return false;
-    return (await writerState(file.holder)).state === "gone";
+    return (await writerState(file.holder, this.writer)).state === "gone";
   }
 
   private async critical<T>(signal: AbortSignal | undefined, fn: (mutex: MutexHandle) => Promise<T>): Promise<T> {
