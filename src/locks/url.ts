@@ -9,7 +9,7 @@ import type { RedisTarget } from "./redis/url.js";
  *
  * Hand-parsed rather than with WHATWG `URL`: etcd (and Redis Sentinel/Cluster) URLs carry several
  * comma-separated hosts (`etcd://a:2379,b:2379`), which `URL` rejects. Redis URLs are parsed by the
- * Redis backend's own light parser (redis-url.ts, no ioredis), so both agree on every form.
+ * Redis backend's own light parser (redis/url.ts, no ioredis), so both agree on every form.
  * Every spec keeps `url` exactly as given (it may hold a password: pass it to the driver only) and
  * `redacted`, the same URL with secrets removed, for logs, errors and the child's `LEADER_RUN_LOCK`.
  */

@@ -25,7 +25,7 @@ import { LockConfigError } from "../errors.js";
  * The embedded default backend: one lease per file in a private directory, for processes on one host
  * (or sharing a local filesystem).
  *
- * - Compare-and-swap: every write happens inside a short cross-process critical section (file-mutex.ts),
+ * - Compare-and-swap: every write happens inside a short cross-process critical section (mutex.ts),
  *   re-reads the file, compares it byte for byte with what this object last read or wrote, and commits
  *   by writing a temp file, fsync, rename() (link() for create) and fsync of the directory. Readers never
  *   lock: they see the old file or the new one, never a torn one.

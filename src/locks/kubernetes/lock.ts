@@ -15,7 +15,7 @@ import type { KubernetesLockSpec } from "../url.js";
  *
  * - get caches the Lease object; update PUTs the cached object with the new spec, so the API server's
  *   optimistic concurrency on `metadata.resourceVersion` makes it a compare-and-swap (409 → Conflict);
- * - the record ↔ spec mapping is client-go's (kubernetes-mapping.ts); a released lease is written as
+ * - the record ↔ spec mapping is client-go's (mapping.ts); a released lease is written as
  *   client-go's release writes it (the elector builds that record; see `release()` in elector.ts);
  * - each request is bounded below the renew deadline, so one hung request never eats a renew round;
  * - `became leader` / `stopped leading` events on the Lease, as client-go records them;

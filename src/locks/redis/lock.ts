@@ -462,7 +462,7 @@ export class RedisLock implements ResourceLock {
 const BRACES = /[{}]/;
 
 /**
- * Opens the Redis lock named by `spec` (see redis-url.ts for the URL forms). Throws `RedisConfigError`
+ * Opens the Redis lock named by `spec` (see url.ts for the URL forms). Throws `RedisConfigError`
  * for a bad URL or settings (exit 64) and `PermanentLockError` for rejected credentials or permissions
  * (exit 69). An unreachable server does not throw: the lock reconnects with backoff and each operation
  * fails with `RedisUnavailableError` until it is back.
