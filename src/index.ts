@@ -34,5 +34,7 @@ export {
 } from "./election/lock.js";
 // Backends without heavy dependencies; Redis and Kubernetes load from `leader-run/locks/redis` and
 // `leader-run/locks/kubernetes` so that importing the core never loads their clients.
-export { FileLock, FileLockConfigError, defaultLockDir, type FileLockOptions } from "./locks/file.js";
-export { MemoryLock, MemoryStore } from "./locks/memory.js";
+export { FileLock, FileLockConfigError, defaultLockDir, type FileLockOptions } from "./locks/file/index.js";
+export { LockConfigError, BackendUnavailableError } from "./locks/errors.js";
+export type { LockBackend, LockCapabilities, OpenLockOptions, OpenedLock, ProcessGuard, GuardOptions } from "./locks/backend.js";
+export { MemoryLock, MemoryStore } from "./locks/memory/index.js";

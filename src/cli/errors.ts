@@ -43,12 +43,11 @@ export class UsageError extends CliError {
   }
 }
 
-/** The `--lock` scheme is known but its backend is not part of this build yet. Exit 64. */
-export class BackendUnavailableError extends UsageError {
-  constructor(readonly scheme: string) {
-    super(`the ${scheme} lock backend is not available in this version of leader-run; use --lock file: for now`);
-  }
-}
+/**
+ * Lock settings errors come from below the CLI (src/locks/errors.ts) and exit 64 like a UsageError;
+ * re-exported so the CLI's error vocabulary stays in one place.
+ */
+export { BackendUnavailableError, LockConfigError } from "../locks/errors.js";
 
 /** The backend refuses us for good. Exit 69. */
 export class UnavailableError extends CliError {

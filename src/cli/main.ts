@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { LockError } from "../election/lock.js";
 import { redactSecrets } from "../locks/url.js";
-import { CliError, ExitCode, REPORT_HINT } from "./errors.js";
+import { CliError, ExitCode, LockConfigError, REPORT_HINT } from "./errors.js";
 import { createLogger } from "./log.js";
 import type { LogSink, Logger } from "./log.js";
 import { parseCommandLine } from "./options.js";
@@ -68,13 +68,13 @@ export function loggerFor(target: LeaseTarget, stderr: LogSink): Logger {
 }
 
 /** Error classes of other modules that mean "fix your flags" (they cannot import ours). */
-const USAGE_ERROR_NAMES = new Set(["ElectionConfigError", "FileLockConfigError", "RedisConfigError", "HttpAddressError", "HttpListenError"]);
+const USAGE_ERROR_NAMES = new Set(["ElectionConfigError", "HttpAddressError", "HttpListenError"]);
 
 /** Maps an error to its exit code (and whether it is a bug). */
 export function exitCodeFor(e: unknown): { code: number; internal: boolean } {
   if (e instanceof CliError) return { code: e.exitCode, internal: false };
   if (e instanceof Error) {
-    if (USAGE_ERROR_NAMES.has(e.name)) return { code: ExitCode.USAGE, internal: false };
+    if (USAGE_ERROR_NAMES.has(e.name) || e instanceof LockConfigError) return { code: ExitCode.USAGE, internal: false };
     // PermanentLockError, or any lock failure that reaches us (a backend a one-shot command cannot
     // reach): the backend is unavailable to us.
     if (e instanceof LockError) return { code: ExitCode.UNAVAILABLE, internal: false };

@@ -9,20 +9,12 @@ import { RestartPolicy } from "../child/restart.js";
 import { forwardSignals, FORWARDED_SIGNALS, STOP_SIGNALS } from "../child/signals.js";
 import type { ChildExit, ChildHandle, ChildSpawnError } from "../child/supervisor.js";
 import { Watchdog } from "../child/watchdog.js";
-import { openLock } from "../locks/factory.js";
+import type { ProcessGuard } from "../locks/backend.js";
+import { openLock } from "../locks/registry.js";
 import { ExitCode } from "./errors.js";
 import type { Logger } from "./log.js";
 import type { RunOptions } from "./options.js";
 import type { HttpHooks } from "./run-http.js";
-
-/** Backends that can name the child's process group in their record (the file lock does). */
-interface ProcessGuardingLock extends ResourceLock {
-  setGuardedProcessGroup(pgid: number | undefined, options?: { watchdogPid?: number; signal?: AbortSignal }): Promise<boolean>;
-}
-
-function guardsProcesses(lock: ResourceLock): lock is ProcessGuardingLock {
-  return typeof (lock as Partial<ProcessGuardingLock>).setGuardedProcessGroup === "function";
-}
 
 /** Why a campaign was cancelled from our side. */
 type CancelCause =
@@ -51,7 +43,7 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
   for (const warning of options.warnings) log.warn("warning", {}, warning);
   if (options.nameDerived) log.info("lease_name", {}, `lease name "${options.name}" (derived from the command; set --name to choose one)`);
 
-  const lock = await openLock(options.lock, {
+  const { lock, processGuard } = await openLock(options.lock, {
     name: options.name,
     identity: options.identity,
     leaseDurationMs: options.leaseDurationMs,
@@ -73,7 +65,7 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
       const { startRunHttp } = await import("./run-http.js");
       http = await startRunHttp(options, log);
     }
-    return await new LeaderRun(options, log, lock, http, supervisor).run();
+    return await new LeaderRun(options, log, lock, processGuard, http, supervisor).run();
   } finally {
     await http?.close();
     await lock.close?.();
@@ -98,6 +90,8 @@ class LeaderRun {
     private readonly options: RunOptions,
     private readonly log: Logger,
     private readonly lock: ResourceLock,
+    /** Present exactly when the backend declares `seesHolderProcesses` (src/locks/backend.ts). */
+    private readonly processGuard: ProcessGuard | undefined,
     private readonly http: HttpHooks | undefined,
     private readonly supervisor: () => Promise<typeof import("../child/supervisor.js")>,
   ) {
@@ -314,8 +308,8 @@ class LeaderRun {
       // Name the watchdog in the record before the child exists: if we die between spawning the child and
       // recording its group, a standby on this host still waits for the watchdog that is killing it.
       this.watchdog.start();
-      if (guardsProcesses(this.lock) && this.watchdog.pid !== undefined) {
-        await this.lock.setGuardedProcessGroup(undefined, { watchdogPid: this.watchdog.pid, signal: leading });
+      if (this.processGuard !== undefined && this.watchdog.pid !== undefined) {
+        await this.processGuard.setGuardedProcessGroup(undefined, { watchdogPid: this.watchdog.pid, signal: leading });
       }
       if (leading.aborted) return;
       let child: ChildHandle;
@@ -336,7 +330,7 @@ class LeaderRun {
         return;
       }
       this.child = child;
-      if (guardsProcesses(this.lock)) void this.lock.setGuardedProcessGroup(child.pgid, { watchdogPid: this.watchdog.pid });
+      void this.processGuard?.setGuardedProcessGroup(child.pgid, { watchdogPid: this.watchdog.pid });
       this.http?.childStarted();
 
       const disposeSignals = forwardSignals(child, (sig) => {
@@ -371,7 +365,7 @@ class LeaderRun {
         if (!leading.aborted) this.cancel({ kind: "child_done", exit });
         return new Promise<void>(() => undefined);
       }
-      if (guardsProcesses(this.lock)) void this.lock.setGuardedProcessGroup(undefined);
+      void this.processGuard?.setGuardedProcessGroup(undefined);
       if (leading.aborted) return;
 
       const ranForMs = performance.now() - child.startedAt;
@@ -409,7 +403,7 @@ class LeaderRun {
         return;
       case "watchdog_started":
         // A respawned watchdog (someone killed ours) must be the one the record names.
-        if (guardsProcesses(this.lock)) void this.lock.setGuardedProcessGroup(this.child?.pgid, { watchdogPid: event.pid });
+        void this.processGuard?.setGuardedProcessGroup(this.child?.pgid, { watchdogPid: event.pid });
         this.log.debug("watchdog_started", { pid: event.pid });
         return;
       case "watchdog_failed":

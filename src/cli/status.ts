@@ -1,7 +1,7 @@
 import { NotFoundError } from "../election/lock.js";
 import type { ResourceLock } from "../election/lock.js";
 import type { LeaderElectionRecord } from "../election/record.js";
-import { openLock } from "../locks/factory.js";
+import { openLock } from "../locks/registry.js";
 import { formatDuration } from "./duration.js";
 import { ExitCode, UnavailableError } from "./errors.js";
 import type { LogSink } from "./log.js";
@@ -69,7 +69,7 @@ export async function openTargetLock(target: LeaseTarget): Promise<ResourceLock>
     namespace: target.namespace,
     kubeconfig: target.kubeconfig,
   };
-  return openLock(target.lock, options);
+  return (await openLock(target.lock, options)).lock;
 }
 
 /** Runs `work` with a signal that aborts after ONE_SHOT_TIMEOUT_MS, turning the timeout into exit 69. */

@@ -1,15 +1,15 @@
 import { resolve as resolvePath } from "node:path";
 import { fileURLToPath } from "node:url";
-import { UsageError } from "../cli/errors.js";
-import { RedisConfigError, parseRedisUrl } from "./redis-url.js";
-import type { RedisTarget } from "./redis-url.js";
+import { LockConfigError } from "./errors.js";
+import { RedisConfigError, parseRedisUrl } from "./redis/url.js";
+import type { RedisTarget } from "./redis/url.js";
 
 /**
  * `--lock <url>`: where the lease lives, parsed into a typed spec before anything connects.
  *
  * Hand-parsed rather than with WHATWG `URL`: etcd (and Redis Sentinel/Cluster) URLs carry several
  * comma-separated hosts (`etcd://a:2379,b:2379`), which `URL` rejects. Redis URLs are parsed by the
- * Redis backend's own light parser (redis-url.ts, no ioredis), so both agree on every form.
+ * Redis backend's own light parser (redis/url.ts, no ioredis), so both agree on every form.
  * Every spec keeps `url` exactly as given (it may hold a password: pass it to the driver only) and
  * `redacted`, the same URL with secrets removed, for logs, errors and the child's `LEADER_RUN_LOCK`.
  */
@@ -83,12 +83,12 @@ const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):/;
 /**
  * Parses `--lock`. `cwd` resolves `file:relative`. `flag` names the source in error messages
  * (e.g. `--lock` or `LEADER_RUN_LOCK`).
- * @throws UsageError with a one-line message that never contains the password.
+ * @throws LockConfigError with a one-line message that never contains the password.
  */
 export function parseLockUrl(url: string, options: { cwd?: string; flag?: string } = {}): LockSpec {
   const flag = options.flag ?? "--lock";
   const redacted = redactLockUrl(url);
-  const bad = (why: string): UsageError => new UsageError(`${flag} ${JSON.stringify(redacted)}: ${why}`);
+  const bad = (why: string): LockConfigError => new LockConfigError(`${flag} ${JSON.stringify(redacted)}: ${why}`);
   const m = SCHEME.exec(url);
   if (!m) {
     if (url === "") throw bad(`is empty; use one of ${LOCK_SCHEMES.join(", ")}`);
@@ -118,7 +118,7 @@ export function parseLockUrl(url: string, options: { cwd?: string; flag?: string
         return { kind: "redis", target: parseRedisUrl(url), url, redacted };
       } catch (e) {
         // Its messages name the URL with the password masked already.
-        if (e instanceof RedisConfigError) throw new UsageError(`${flag}: ${e.message}`);
+        if (e instanceof RedisConfigError) throw new LockConfigError(`${flag}: ${e.message}`);
         throw e;
       }
     case "etcd":
@@ -132,7 +132,7 @@ export function parseLockUrl(url: string, options: { cwd?: string; flag?: string
   }
 }
 
-type Bad = (why: string) => UsageError;
+type Bad = (why: string) => LockConfigError;
 
 function parseFile(url: string, redacted: string, rest: string, cwd: string, bad: Bad): FileLockSpec {
   if (rest === "" || rest === "//") return { kind: "file", url, redacted };

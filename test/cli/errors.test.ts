@@ -5,7 +5,7 @@ import { exitCodeFor, reportError } from "../../src/cli/main.js";
 import { ElectionConfigError } from "../../src/election/config.js";
 import { ConflictError, PermanentLockError } from "../../src/election/lock.js";
 import { HttpListenError } from "../../src/http/errors.js";
-import { RedisConfigError } from "../../src/locks/redis-url.js";
+import { RedisConfigError } from "../../src/locks/redis/url.js";
 
 function report(e: unknown, debug = false): { code: number; text: string } {
   let text = "";

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { main } from "../../src/cli/main.js";
 import type { LeaderElectionRecord } from "../../src/election/record.js";
-import { FileLock } from "../../src/locks/file.js";
+import { FileLock } from "../../src/locks/file/index.js";
 
 let dir = "";
 before(async () => {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { UsageError } from "../../src/cli/errors.js";
+import { LockConfigError } from "../../src/locks/errors.js";
+import { exitCodeFor } from "../../src/cli/main.js";
 import { LOCK_SCHEMES, parseLockUrl, redactLockUrl, redactSecrets } from "../../src/locks/url.js";
 
 const cwd = "/srv/app";
@@ -17,7 +18,7 @@ describe("parseLockUrl", () => {
   });
 
   it("refuses remote file URLs", () => {
-    assert.throws(() => parseLockUrl("file://otherhost/x", { cwd }), UsageError);
+    assert.throws(() => parseLockUrl("file://otherhost/x", { cwd }), LockConfigError);
   });
 
   it("kubernetes: and k8s: take no address", () => {
@@ -65,15 +66,15 @@ describe("parseLockUrl", () => {
     assert.equal(spec.url, "postgresql://app:pw@db/locks?sslmode=require");
     assert.equal(spec.redacted, "postgresql://app@db/locks?sslmode=require");
     assert.equal(parseLockUrl("postgres://db/x").kind, "postgres");
-    assert.throws(() => parseLockUrl("postgres:db"), UsageError);
+    assert.throws(() => parseLockUrl("postgres:db"), LockConfigError);
   });
 
   it("an unknown scheme is a usage error listing every known scheme, without the password", () => {
     assert.throws(
       () => parseLockUrl("mysql://u:hunter2@h/x"),
       (e: unknown) => {
-        assert.ok(e instanceof UsageError);
-        assert.equal(e.exitCode, 64);
+        assert.ok(e instanceof LockConfigError);
+        assert.equal(exitCodeFor(e).code, 64);
         assert.ok(!e.message.includes("hunter2"), e.message);
         assert.match(e.message, /unknown lock scheme "mysql:"/);
         for (const s of LOCK_SCHEMES) assert.ok(e.message.includes(s), s);
@@ -91,7 +92,7 @@ describe("parseLockUrl", () => {
   it("Redis errors keep the password out of the message", () => {
     assert.throws(
       () => parseLockUrl("redis://:hunter2@h:99999"),
-      (e: unknown) => e instanceof UsageError && !e.message.includes("hunter2") && /port/.test(e.message),
+      (e: unknown) => e instanceof LockConfigError && !e.message.includes("hunter2") && /port/.test(e.message),
     );
   });
 

@@ -5,7 +5,7 @@ import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { FileMutex } from "../../src/locks/file-mutex.js";
+import { FileMutex } from "../../src/locks/file/mutex.js";
 import { isRunning } from "../child/fixtures/util.js";
 
 /**

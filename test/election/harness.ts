@@ -3,8 +3,8 @@
  * callbacks, metrics, lock calls and events all land in one ordered timeline.
  */
 import { FakeClock } from "../support/fake-clock.js";
-import { MemoryLock, MemoryStore } from "../../src/locks/memory.js";
-import type { MemoryLockOptions } from "../../src/locks/memory.js";
+import { MemoryLock, MemoryStore } from "../../src/locks/memory/index.js";
+import type { MemoryLockOptions } from "../../src/locks/memory/index.js";
 import { LeaderElector } from "../../src/election/elector.js";
 import type { ElectionConfig } from "../../src/election/config.js";
 import type { ElectionEvent } from "../../src/election/events.js";

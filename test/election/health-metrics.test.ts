@@ -7,7 +7,7 @@ import { LeaderElector, runOrDie } from "../../src/election/elector.js";
 import { newLeaderHealthzAdaptor } from "../../src/election/healthz.js";
 import { LockError } from "../../src/election/lock.js";
 import { setMetricsProvider } from "../../src/election/metrics.js";
-import { MemoryLock } from "../../src/locks/memory.js";
+import { MemoryLock } from "../../src/locks/memory/index.js";
 import { Candidate, RecordingMetrics, S, newEnv, record } from "./harness.js";
 import type { CandidateOptions } from "./harness.js";
 

@@ -8,7 +8,7 @@ import { LeaderElector } from "../../src/election/elector.js";
 import { ElectionConfigError } from "../../src/election/config.js";
 import { MAX_TIMER_MS, SystemClock } from "../../src/election/clock.js";
 import { Term, defaultKillMarginMs, effectiveLeaseDurationMs } from "../../src/election/term.js";
-import { MemoryLock } from "../../src/locks/memory.js";
+import { MemoryLock } from "../../src/locks/memory/index.js";
 import * as index from "../../src/index.js";
 import { Candidate, S, abortAndWait, newEnv } from "./harness.js";
 

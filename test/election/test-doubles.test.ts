@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { sleep } from "../../src/election/clock.js";
 import { AlreadyExistsError, ConflictError, LockError, NotFoundError } from "../../src/election/lock.js";
-import { MemoryLock, MemoryStore } from "../../src/locks/memory.js";
+import { MemoryLock, MemoryStore } from "../../src/locks/memory/index.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { record, wallAt } from "./harness.js";
 

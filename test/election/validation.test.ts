@@ -8,7 +8,7 @@ import { LeaderElector, runOrDie } from "../../src/election/elector.js";
 import { ElectionConfigError } from "../../src/election/config.js";
 import type { ElectionConfig, LeaderCallbacks } from "../../src/election/config.js";
 import type { ResourceLock } from "../../src/election/lock.js";
-import { MemoryLock } from "../../src/locks/memory.js";
+import { MemoryLock } from "../../src/locks/memory/index.js";
 import { Candidate, RecordingMetrics, S, newEnv } from "./harness.js";
 
 function config(overrides: Partial<ElectionConfig> = {}): ElectionConfig {

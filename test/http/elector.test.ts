@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { LeaderElector } from "../../src/election/elector.js";
 import { newLeaderHealthzAdaptor } from "../../src/election/healthz.js";
-import { MemoryLock, MemoryStore } from "../../src/locks/memory.js";
+import { MemoryLock, MemoryStore } from "../../src/locks/memory/index.js";
 import { LeaderRunMetrics } from "../../src/http/metrics.js";
 import { electorStatusSource } from "../../src/http/source.js";
 import { startHttpServer, type RunningHttpServer } from "../../src/http/server.js";

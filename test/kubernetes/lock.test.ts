@@ -16,8 +16,8 @@ import {
   type ResourceLock,
 } from "../../src/election/lock.js";
 import type { LeaderElectionRecord } from "../../src/election/record.js";
-import { KubernetesConfigError, KubernetesUnavailableError } from "../../src/locks/kubernetes-errors.js";
-import { openKubernetesLock, requestTimeoutMs, type KubernetesLockOptions } from "../../src/locks/kubernetes.js";
+import { KubernetesConfigError, KubernetesUnavailableError } from "../../src/locks/kubernetes/errors.js";
+import { openKubernetesLock, requestTimeoutMs, type KubernetesLockOptions } from "../../src/locks/kubernetes/index.js";
 import type { KubernetesLockSpec } from "../../src/locks/url.js";
 import { LEADER_RUN_RULES, startLeaseApiServer, type LeaseApiServer } from "../support/lease-api-server.js";
 

@@ -8,7 +8,7 @@ import {
   leaseSpecToRecord,
   recordToLeaseSpec,
   type LeaseSpecJSON,
-} from "../../src/locks/kubernetes-mapping.js";
+} from "../../src/locks/kubernetes/mapping.js";
 import { loadFixture } from "../support/k8s/fixtures.js";
 import { formatMicroTime as serverFormat, parseGoTime, RFC3339_MICRO } from "../support/k8s/go-time.js";
 

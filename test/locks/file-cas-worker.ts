@@ -4,7 +4,7 @@
  * leaderTransitions) `iterations` times, or until killed when 0, and prints how many updates it won.
  */
 import { ConflictError } from "../../src/election/lock.js";
-import { FileLock } from "../../src/locks/file.js";
+import { FileLock } from "../../src/locks/file/index.js";
 
 const config = JSON.parse(process.argv[2] ?? "{}") as { dir: string; name: string; identity: string; iterations: number };
 const lock = new FileLock({ name: config.name, identity: config.identity, dir: config.dir });

@@ -4,7 +4,7 @@ import { mkdir, readdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
-import { FileLock } from "../../src/locks/file.js";
+import { FileLock } from "../../src/locks/file/index.js";
 import { Processes, record, tempDir, waitFor } from "./file-helpers.js";
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -15,7 +15,7 @@
  */
 import { appendFileSync } from "node:fs";
 import { LeaderElector } from "../../src/election/elector.js";
-import { FileLock } from "../../src/locks/file.js";
+import { FileLock } from "../../src/locks/file/index.js";
 
 interface WorkerConfig {
   dir: string;

@@ -13,7 +13,7 @@
 import { spawn } from "node:child_process";
 import { setTimeout as delay } from "node:timers/promises";
 import { LeaderElector } from "../../src/election/elector.js";
-import { FileLock } from "../../src/locks/file.js";
+import { FileLock } from "../../src/locks/file/index.js";
 
 interface GuardWorkerConfig {
   dir: string;

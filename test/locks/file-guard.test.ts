@@ -6,8 +6,8 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { LeaderElector } from "../../src/election/elector.js";
-import { currentProcess } from "../../src/locks/file-process.js";
-import { FileLock } from "../../src/locks/file.js";
+import { currentProcess } from "../../src/locks/file/process.js";
+import { FileLock } from "../../src/locks/file/index.js";
 import { Processes, tempDir, waitFor } from "./file-helpers.js";
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LeaderElectionRecord } from "../../src/election/record.js";
-import { parseProcStat } from "../../src/locks/file-process.js";
+import { parseProcStat } from "../../src/locks/file/process.js";
 
 /** A private temp directory (mode 0700, as mkdtemp makes it) removed by `cleanup`. */
 export async function tempDir(prefix = "leader-run-file-"): Promise<{ dir: string; cleanup: () => Promise<void> }> {

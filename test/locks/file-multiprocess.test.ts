@@ -4,8 +4,8 @@ import { readFile, rename, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
-import { FileMutex } from "../../src/locks/file-mutex.js";
-import { currentProcess } from "../../src/locks/file-process.js";
+import { FileMutex } from "../../src/locks/file/mutex.js";
+import { currentProcess } from "../../src/locks/file/process.js";
 import { Processes, tempDir, waitFor } from "./file-helpers.js";
 
 const here = dirname(fileURLToPath(import.meta.url));

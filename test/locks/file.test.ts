@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { chmod, chown, lstat, mkdir, readdir, readFile, symlink, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
@@ -11,10 +10,10 @@ import {
   NotFoundError,
   PermanentLockError,
 } from "../../src/election/lock.js";
-import { encodeLeaseFile } from "../../src/locks/file-format.js";
-import { FileMutex } from "../../src/locks/file-mutex.js";
-import { currentProcess } from "../../src/locks/file-process.js";
-import { defaultLockDir, FileLock, FileLockConfigError, IdentityClashError, SameIdentityHeldError } from "../../src/locks/file.js";
+import { encodeLeaseFile } from "../../src/locks/file/format.js";
+import { FileMutex } from "../../src/locks/file/mutex.js";
+import { currentProcess } from "../../src/locks/file/process.js";
+import { defaultLockDir, FileLock, FileLockConfigError, IdentityClashError, SameIdentityHeldError } from "../../src/locks/file/index.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { Processes, record, startTimeOf, tempDir, waitFor } from "./file-helpers.js";
 
@@ -130,13 +129,28 @@ describe("FileLock basics", () => {
     assert.doesNotThrow(() => new FileLock({ name: "my-job_1.v2", identity: "a", dir: freshDir() }));
   });
 
-  test("defaultLockDir uses $XDG_RUNTIME_DIR/leader-run, else <tmpdir>/leader-run-<uid>", async () => {
+  test("the default directory depends only on the user: cron (no XDG_RUNTIME_DIR, no TMPDIR) and a login shell share it", async () => {
+    const expected = `/tmp/leader-run-${process.getuid?.()}`;
     const xdg = join(root.dir, "xdg");
     await mkdir(xdg, { mode: 0o700 });
-    assert.equal(defaultLockDir({ XDG_RUNTIME_DIR: xdg }), join(xdg, "leader-run"));
-    assert.equal(defaultLockDir({}), join(tmpdir(), `leader-run-${process.getuid?.()}`));
-    assert.equal(defaultLockDir({ XDG_RUNTIME_DIR: join(root.dir, "missing") }), join(tmpdir(), `leader-run-${process.getuid?.()}`));
-    assert.equal(defaultLockDir({ XDG_RUNTIME_DIR: "relative" }), join(tmpdir(), `leader-run-${process.getuid?.()}`));
+    const saved = { XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR, TMPDIR: process.env.TMPDIR };
+    const dirs: string[] = [];
+    try {
+      // A login shell: both set, to usable directories of ours.
+      process.env.XDG_RUNTIME_DIR = xdg;
+      process.env.TMPDIR = root.dir;
+      dirs.push(defaultLockDir(), new FileLock({ name: "job", identity: "a" }).dir);
+      // cron: neither set.
+      delete process.env.XDG_RUNTIME_DIR;
+      delete process.env.TMPDIR;
+      dirs.push(defaultLockDir(), new FileLock({ name: "job", identity: "a" }).dir);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+    assert.deepEqual(dirs, [expected, expected, expected, expected]);
   });
 });
 
@@ -454,6 +468,20 @@ describe("one identity, one process", () => {
     assert.equal((await lock.get()).record.holderIdentity, "");
   });
 
+  test("two live FileLocks of one process with one identity are two candidates: the second is refused", async () => {
+    const dir = freshDir();
+    const first = new FileLock({ name: "job", identity: "a", dir });
+    const second = new FileLock({ name: "job", identity: "a", dir });
+    await first.create(record("a", 1));
+    await second.get();
+    await assert.rejects(second.update(record("a", 1)), (err: Error) => err instanceof IdentityClashError && /another live process/.test(err.message));
+    await first.update(record("a", 1));
+    await first.close();
+    await second.get();
+    await second.update(record("a", 1));
+    await second.close();
+  });
+
   test("a record with our identity from a process that is gone, with everything it ran, is acquired at once (a restart)", async (t) => {
     if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
     const dir = freshDir();
@@ -463,7 +491,8 @@ describe("one identity, one process", () => {
     const lock = new FileLock({ name: "job", identity: "a", dir });
     assert.equal((await lock.get()).record.holderIdentity, "");
     await lock.update(record("a", 4));
-    // Also when read as ours (another FileLock of this process wrote it).
+    // Also when read as ours: a closed FileLock of this process wrote it (a restart within the process).
+    await lock.close();
     const again = new FileLock({ name: "job", identity: "a", dir });
     assert.equal((await again.get()).record.holderIdentity, "a");
     await again.update(record("a", 4));

@@ -5,7 +5,7 @@
  */
 import { LeaderElector } from "../../src/election/elector.js";
 import type { ElectionEvent } from "../../src/election/events.js";
-import { openRedisLock, type RedisLock, type RedisLockOptions } from "../../src/locks/redis.js";
+import { openRedisLock, type RedisLock, type RedisLockOptions } from "../../src/locks/redis/index.js";
 
 export interface Timings {
   leaseDuration: number;

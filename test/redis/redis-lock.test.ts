@@ -11,7 +11,7 @@ import {
   PermanentLockError,
 } from "../../src/election/lock.js";
 import type { LeaderElectionRecord } from "../../src/election/record.js";
-import { RedisUnavailableError, openRedisLock, type RedisLock, type RedisLockOptions } from "../../src/locks/redis.js";
+import { RedisUnavailableError, openRedisLock, type RedisLock, type RedisLockOptions } from "../../src/locks/redis/index.js";
 import { OPENSSL, RedisServer, freePort, hasRedis, makeTempDir, makeTestCertificates, requireRedis } from "../support/redis-server.js";
 
 const LD = 2000;

@@ -2,7 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { NotFoundError } from "../../src/election/lock.js";
-import { openRedisLock } from "../../src/locks/redis.js";
+import { openRedisLock } from "../../src/locks/redis/index.js";
 import { redisCli, requireRedis, startCluster, startSentinelSetup } from "../support/redis-server.js";
 import { Candidate, Ledger, delay, leaderOf, startAll, until, type Timings } from "./harness.js";
 

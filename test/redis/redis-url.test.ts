@@ -4,10 +4,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { recordFromJSON } from "../../src/election/record.js";
-import { resolveSecret, type SecretSources } from "../../src/locks/redis-connection.js";
-import { encodeRecordAroundTerm } from "../../src/locks/redis-scripts.js";
-import { RedisConfigError, describeTarget, isRedisUrl, parseRedisUrl, redactRedisUrl } from "../../src/locks/redis-url.js";
-import { redisLeaseKeys } from "../../src/locks/redis.js";
+import { resolveSecret, type SecretSources } from "../../src/locks/redis/connection.js";
+import { encodeRecordAroundTerm } from "../../src/locks/redis/scripts.js";
+import { RedisConfigError, describeTarget, isRedisUrl, parseRedisUrl, redactRedisUrl } from "../../src/locks/redis/url.js";
+import { redisLeaseKeys } from "../../src/locks/redis/index.js";
 
 describe("Redis URLs", () => {
   test("redis://[user:password@]host:port[/db] with defaults for port and database", () => {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { LeaderElector } from "../../../src/election/elector.js";
 import type { ElectionEvent } from "../../../src/election/events.js";
 import type { ResourceLock } from "../../../src/election/lock.js";
-import { openKubernetesLock } from "../../../src/locks/kubernetes.js";
+import { openKubernetesLock } from "../../../src/locks/kubernetes/index.js";
 import type { KubernetesLockSpec } from "../../../src/locks/url.js";
 
 export const K8S_SPEC: KubernetesLockSpec = { kind: "kubernetes", url: "kubernetes:", redacted: "kubernetes:" };

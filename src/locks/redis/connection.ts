@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import type { ConnectionOptions } from "node:tls";
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from "ioredis";
-import { LockError, PermanentLockError } from "../election/lock.js";
-import { RedisConfigError, describeTarget, type RedisTarget } from "./redis-url.js";
+import { LockError, PermanentLockError } from "../../election/lock.js";
+import { RedisConfigError, describeTarget, type RedisTarget } from "./url.js";
 
 /** How to reach Redis, with every secret already resolved. Never logged. */
 export interface RedisConnectionSettings {
@@ -163,10 +163,16 @@ export function createRedisClient(settings: RedisConnectionSettings): RedisClien
   return new Redis({ ...options, host: host.host, port: host.port, db: target.db });
 }
 
-/** A second connection for SUBSCRIBE: subscriptions may wait for a connection (they are idempotent). */
+/**
+ * A second connection for SUBSCRIBE: subscriptions may wait for a connection (they are idempotent).
+ * The caller re-subscribes on every "ready" and handles the outcome: ioredis's own re-subscribe after a
+ * reconnect runs under the command timeout with nobody to catch its rejection, so a server that
+ * accepts the reconnection but does not answer would crash the process (issue #9). A Cluster's
+ * subscriber connection has no command timeout and catches its own re-subscribe.
+ */
 export function createSubscriber(client: RedisClient): RedisClient {
   if (client instanceof Cluster) return client.duplicate([], { enableOfflineQueue: true, lazyConnect: false });
-  return client.duplicate({ enableOfflineQueue: true, lazyConnect: false });
+  return client.duplicate({ enableOfflineQueue: true, lazyConnect: false, autoResubscribe: false });
 }
 
 /** Redis is down, unreachable or too slow: the elector keeps trying (not permanent). */

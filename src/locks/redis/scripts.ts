@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { recordToJSON, type LeaderElectionRecord } from "../election/record.js";
+import { recordToJSON, type LeaderElectionRecord } from "../../election/record.js";
 
 /**
  * The Lua scripts of the Redis lock. Each runs atomically on the server, so a read and the write that

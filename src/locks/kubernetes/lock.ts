@@ -1,12 +1,12 @@
 import type * as K8s from "@kubernetes/client-node";
-import { LockError, type ResourceLock } from "../election/lock.js";
-import type { LeaderElectionRecord } from "../election/record.js";
-import { resolveKubeConfig } from "./kubernetes-config.js";
-import { KubernetesConfigError, translateKubernetesError, type KubeVerb, type RequestTarget } from "./kubernetes-errors.js";
-import { LeaseEventRecorder } from "./kubernetes-events.js";
-import { leaseRaw, leaseSpecToRecord, recordToLeaseSpec, type LeaseSpecJSON } from "./kubernetes-mapping.js";
-import { watchLease } from "./kubernetes-watch.js";
-import type { KubernetesLockSpec } from "./url.js";
+import { LockError, type ResourceLock } from "../../election/lock.js";
+import type { LeaderElectionRecord } from "../../election/record.js";
+import { resolveKubeConfig } from "./config.js";
+import { KubernetesConfigError, translateKubernetesError, type KubeVerb, type RequestTarget } from "./errors.js";
+import { LeaseEventRecorder } from "./events.js";
+import { leaseRaw, leaseSpecToRecord, recordToLeaseSpec, type LeaseSpecJSON } from "./mapping.js";
+import { watchLease } from "./watch.js";
+import type { KubernetesLockSpec } from "../url.js";
 
 /**
  * The Kubernetes backend: a `coordination.k8s.io/v1` Lease, used exactly as client-go's
@@ -15,7 +15,7 @@ import type { KubernetesLockSpec } from "./url.js";
  *
  * - get caches the Lease object; update PUTs the cached object with the new spec, so the API server's
  *   optimistic concurrency on `metadata.resourceVersion` makes it a compare-and-swap (409 → Conflict);
- * - the record ↔ spec mapping is client-go's (kubernetes-mapping.ts); a released lease is written as
+ * - the record ↔ spec mapping is client-go's (mapping.ts); a released lease is written as
  *   client-go's release writes it (the elector builds that record; see `release()` in elector.ts);
  * - each request is bounded below the renew deadline, so one hung request never eats a renew round;
  * - `became leader` / `stopped leading` events on the Lease, as client-go records them;

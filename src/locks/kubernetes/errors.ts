@@ -4,7 +4,8 @@ import {
   LockError,
   NotFoundError,
   PermanentLockError,
-} from "../election/lock.js";
+} from "../../election/lock.js";
+import { LockConfigError } from "../errors.js";
 
 /**
  * Turns what `@kubernetes/client-node` throws (an `ApiException` carrying the API server's Status, or a
@@ -13,7 +14,7 @@ import {
  */
 
 /** Bad or missing cluster configuration (no kubeconfig, unreadable file, no current context). Exit 64. */
-export class KubernetesConfigError extends Error {
+export class KubernetesConfigError extends LockConfigError {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "KubernetesConfigError";

@@ -1,5 +1,5 @@
-import { CorruptRecordError } from "../election/lock.js";
-import { formatTime, parseTime, recordToJSON, type LeaderElectionRecord } from "../election/record.js";
+import { CorruptRecordError } from "../../election/lock.js";
+import { formatTime, parseTime, recordToJSON, type LeaderElectionRecord } from "../../election/record.js";
 
 /**
  * The record ↔ `coordination.k8s.io/v1` LeaseSpec mapping, field for field as client-go's LeaseLock

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, join } from "node:path";
 import type * as K8s from "@kubernetes/client-node";
-import { KubernetesConfigError } from "./kubernetes-errors.js";
+import { KubernetesConfigError } from "./errors.js";
 
 /**
  * Where the cluster, the credentials and the namespace come from, in the order a workload expects:

@@ -6,8 +6,8 @@ import {
   NotFoundError,
   PermanentLockError,
   type ResourceLock,
-} from "../election/lock.js";
-import { recordFromJSON, recordToJSON, type LeaderElectionRecord } from "../election/record.js";
+} from "../../election/lock.js";
+import { recordFromJSON, recordToJSON, type LeaderElectionRecord } from "../../election/record.js";
 import {
   RedisUnavailableError,
   classifyRedisError,
@@ -17,12 +17,12 @@ import {
   resolveSecret,
   type RedisClient,
   type RedisConnectionSettings,
-} from "./redis-connection.js";
-import { READ_SCRIPT, WRITE_SCRIPT, encodeRecordAroundTerm, type LuaScript } from "./redis-scripts.js";
-import { RedisConfigError, describeTarget, parseRedisUrl, type RedisTarget } from "./redis-url.js";
+} from "./connection.js";
+import { READ_SCRIPT, WRITE_SCRIPT, encodeRecordAroundTerm, type LuaScript } from "./scripts.js";
+import { RedisConfigError, describeTarget, parseRedisUrl, type RedisTarget } from "./url.js";
 
-export { RedisUnavailableError } from "./redis-connection.js";
-export { RedisConfigError, isRedisUrl, parseRedisUrl, redactRedisUrl } from "./redis-url.js";
+export { RedisUnavailableError } from "./connection.js";
+export { RedisConfigError, isRedisUrl, parseRedisUrl, redactRedisUrl } from "./url.js";
 
 /**
  * The Redis lock (`--lock redis://…`): client-go's LeaderElectionRecord as JSON under one key per lease.
@@ -418,7 +418,11 @@ export class RedisLock implements ResourceLock {
     const subscribe = (): void => {
       sub.subscribe(this.keys.channel).then(
         () => this.notify(),
-        () => undefined,
+        () => {
+          // Not subscribed on a connection that is up (it timed out: the server stopped answering).
+          // Start the connection over; its "ready" subscribes again, so notifications come back.
+          if (!this.closed && this.subscriber === sub && sub.status === "ready") sub.disconnect(true);
+        },
       );
     };
     sub.on("ready", () => {
@@ -458,7 +462,7 @@ export class RedisLock implements ResourceLock {
 const BRACES = /[{}]/;
 
 /**
- * Opens the Redis lock named by `spec` (see redis-url.ts for the URL forms). Throws `RedisConfigError`
+ * Opens the Redis lock named by `spec` (see url.ts for the URL forms). Throws `RedisConfigError`
  * for a bad URL or settings (exit 64) and `PermanentLockError` for rejected credentials or permissions
  * (exit 69). An unreachable server does not throw: the lock reconnects with backoff and each operation
  * fails with `RedisUnavailableError` until it is back.

@@ -3,8 +3,8 @@ import { constants } from "node:fs";
 import { link, lstat, open, readFile, rename, unlink } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
-import { LockError, PermanentLockError } from "../election/lock.js";
-import { currentProcess, errno, processLiveness, sameHost, type ProcessIdentity } from "./file-process.js";
+import { LockError, PermanentLockError } from "../../election/lock.js";
+import { currentProcess, errno, processLiveness, sameHost, type ProcessIdentity } from "./process.js";
 
 /**
  * The short critical section that makes the file lock's compare-and-swap exact across processes.

@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { constants, statSync, watch as fsWatch, type FSWatcher, type Stats } from "node:fs";
+import { constants, watch as fsWatch, type FSWatcher, type Stats } from "node:fs";
 import { link, lstat, mkdir, open, readdir, rename, unlink } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { isAbsolute, join, resolve } from "node:path";
-import { systemClock, type Clock } from "../election/clock.js";
+import { userInfo } from "node:os";
+import { join, resolve } from "node:path";
+import { systemClock, type Clock } from "../../election/clock.js";
 import {
   AlreadyExistsError,
   ConflictError,
@@ -12,34 +12,29 @@ import {
   NotFoundError,
   PermanentLockError,
   type ResourceLock,
-} from "../election/lock.js";
-import { emptyRecord, type LeaderElectionRecord } from "../election/record.js";
-import { decodeLeaseFile, encodeLeaseFile, salvageTransitions, type HolderInfo, type LeaseFile } from "./file-format.js";
-import { FileMutex, type MutexHandle } from "./file-mutex.js";
-import {
-  currentProcess,
-  groupLiveness,
-  processLiveness,
-  processStartTime,
-  sameHost,
-  type ProcessIdentity,
-  errno,
-} from "./file-process.js";
+} from "../../election/lock.js";
+import { emptyRecord, type LeaderElectionRecord } from "../../election/record.js";
+import { decodeLeaseFile, encodeLeaseFile, salvageTransitions, type HolderInfo, type LeaseFile } from "./format.js";
+import { FileMutex, type MutexHandle } from "./mutex.js";
+import { closeWriter, isOurs, openWriter, writerState } from "./liveness.js";
+import { currentProcess, errno, processStartTime } from "./process.js";
+import type { GuardOptions, ProcessGuard } from "../backend.js";
+import { LockConfigError } from "../errors.js";
 
 /**
  * The embedded default backend: one lease per file in a private directory, for processes on one host
  * (or sharing a local filesystem).
  *
- * - Compare-and-swap: every write happens inside a short cross-process critical section (file-mutex.ts),
+ * - Compare-and-swap: every write happens inside a short cross-process critical section (mutex.ts),
  *   re-reads the file, compares it byte for byte with what this object last read or wrote, and commits
  *   by writing a temp file, fsync, rename() (link() for create) and fsync of the directory. Readers never
  *   lock: they see the old file or the new one, never a torn one.
  * - Dead-holder fast takeover: the file names the holder process (and its child's process group and
- *   orphan watchdog). When all of them are provably gone on this host, `get` reports the lease as
- *   released, so a standby takes over at its next attempt instead of after the lease duration. The CAS
- *   still compares the real bytes.
- * - One identity, one process: a record naming our identity written by another live process on this
- *   host is refused (`IdentityClashError`); one written by a previous process of ours that is gone but
+ *   orphan watchdog). When all of them are provably gone on this host (liveness.ts), `get` reports the
+ *   lease as released, so a standby takes over at its next attempt instead of after the lease
+ *   duration. The CAS still compares the real bytes.
+ * - One identity, one writer: a record naming our identity written by another live process on this
+ *   host, or by another FileLock object of this process, is refused (`IdentityClashError`); one written by a previous process of ours that is gone but
  *   whose child may still run blocks us like any other holder (`SameIdentityHeldError`), instead of
  *   client-go's immediate re-acquisition.
  * - A corrupt file is an error, never a free lease, until the same bytes have sat unchanged for a whole
@@ -58,18 +53,6 @@ export interface FileLockOptions {
   criticalSectionStaleMs?: number;
 }
 
-/** Options of `setGuardedProcessGroup`. */
-export interface GuardOptions {
-  /**
-   * The orphan watchdog that kills the group if this process dies (src/child/watchdog.ts). Until it
-   * exits, a standby on this host treats the lease as held even after this process and the group it
-   * knows of are gone. Remembered until another pid is given; tell it before spawning the child.
-   */
-  watchdogPid?: number;
-  /** Gives up waiting for the critical section (resolves false). */
-  signal?: AbortSignal;
-}
-
 /** Another live process on this host campaigns with our identity: a configuration error (exit 69). */
 export class IdentityClashError extends PermanentLockError {}
 
@@ -80,7 +63,7 @@ export class IdentityClashError extends PermanentLockError {}
 export class SameIdentityHeldError extends ConflictError {}
 
 /** Bad options (an invalid lease name): a usage error, not a lock failure. */
-export class FileLockConfigError extends Error {
+export class FileLockConfigError extends LockConfigError {
   constructor(message: string) {
     super(message);
     this.name = "FileLockConfigError";
@@ -103,60 +86,20 @@ export function validateLeaseName(name: string): void {
   }
 }
 
-/** `$XDG_RUNTIME_DIR/leader-run` when that is a usable directory of ours, else `<tmpdir>/leader-run-<uid>`. */
-export function defaultLockDir(env: Readonly<Record<string, string | undefined>> = process.env): string {
-  const uid = process.getuid?.();
-  const xdg = env.XDG_RUNTIME_DIR;
-  if (xdg && isAbsolute(xdg)) {
-    try {
-      const st = statSync(xdg);
-      if (st.isDirectory() && (uid === undefined || st.uid === uid)) return join(xdg, "leader-run");
-    } catch {
-      // not usable: fall back as the XDG spec asks
-    }
-  }
-  return join(tmpdir(), `leader-run-${uid ?? "user"}`);
-}
-
-function samePid(a: ProcessIdentity, b: ProcessIdentity): boolean {
-  return (
-    a.pid === b.pid &&
-    a.hostname === b.hostname &&
-    a.bootId === b.bootId &&
-    a.pidNamespace === b.pidNamespace &&
-    a.startTime === b.startTime
-  );
-}
-
 /**
- * What became of the process that wrote a lease file, as far as this host can tell:
- * - `us`: this process;
- * - `running`: proven to run (same host, pid alive, same start time);
- * - `gone`: it, its child's process group (zombies aside) and its watchdog are all provably gone;
- * - `stopping`: it is gone, but its group or watchdog is not (the group is being killed, or survived);
- * - `unknown`: not inspectable (another host or pid namespace, no /proc, no leaderRun).
+ * `/tmp/leader-run-<uid>`: a function of the user alone. Never of `XDG_RUNTIME_DIR` or `TMPDIR`: cron
+ * sets neither while a login shell sets both, and the same job started from each must meet on the same
+ * lease, or both would run. A directory someone else created there is refused (owner and mode checks),
+ * never used. systemd units with `PrivateTmp=yes` see a /tmp of their own: give them (and the jobs they
+ * must exclude) an explicit `--lock file:<dir>`.
  */
-type WriterState =
-  | { state: "us" | "gone" | "unknown" }
-  | { state: "running"; pid: number }
-  | { state: "stopping"; pid: number; what: string };
-
-async function writerState(holder: HolderInfo | null): Promise<WriterState> {
-  if (holder === null) return { state: "unknown" };
-  const self = await currentProcess();
-  if (samePid(holder, self)) return { state: "us" };
-  if (!sameHost(self, holder)) return { state: "unknown" };
-  const liveness = await processLiveness(holder.pid, holder.startTime);
-  if (liveness === "alive" && holder.startTime !== null) return { state: "running", pid: holder.pid };
-  if (liveness !== "gone") return { state: "unknown" };
-  if (holder.watchdog !== undefined && (await processLiveness(holder.watchdog.pid, holder.watchdog.startTime)) !== "gone") {
-    return { state: "stopping", pid: holder.pid, what: `its watchdog (pid ${holder.watchdog.pid}) still runs` };
-  }
-  if (holder.childPgid !== undefined && (await groupLiveness(holder.childPgid)) !== "gone") {
-    return { state: "stopping", pid: holder.pid, what: `its child's process group ${holder.childPgid} still runs` };
-  }
-  return { state: "gone" };
+export function defaultLockDir(): string {
+  const uid = process.getuid?.();
+  return join(DEFAULT_LOCK_PARENT, `leader-run-${uid ?? userInfo().username}`);
 }
+
+/** Fixed, not `os.tmpdir()`: that reads TMPDIR. */
+const DEFAULT_LOCK_PARENT = "/tmp";
 
 function octal(mode: number): string {
   return `0${(mode & 0o777).toString(8)}`;
@@ -175,7 +118,7 @@ function withAbort<T>(signal: AbortSignal | undefined, work: () => Promise<T>): 
   });
 }
 
-export class FileLock implements ResourceLock {
+export class FileLock implements ResourceLock, ProcessGuard {
   /** `update` refuses our identity written by another live process (exit 69) and waits out a dead one's. */
   readonly guardsOwnIdentity = true;
   readonly dir: string;
@@ -195,6 +138,8 @@ export class FileLock implements ResourceLock {
   private guardedPgid: number | undefined;
   private watchdog: { pid: number; startTime: Promise<number | null> } | undefined;
   private readonly watchers = new Set<() => void>();
+  /** Names this object in the file: another FileLock of this process is another writer. */
+  private readonly writer = randomBytes(8).toString("hex");
 
   constructor(options: FileLockOptions) {
     validateLeaseName(options.name);
@@ -209,6 +154,7 @@ export class FileLock implements ResourceLock {
     this.clock = options.clock ?? systemClock;
     // Helper files start with '.' and use '~', which lease names cannot contain: no name can clash.
     this.mutex = new FileMutex(this.helperPath("lock"), { staleMs: options.criticalSectionStaleMs ?? 5000 });
+    openWriter(this.writer);
   }
 
   identity(): string {
@@ -378,6 +324,7 @@ export class FileLock implements ResourceLock {
   }
 
   async close(): Promise<void> {
+    closeWriter(this.writer);
     for (const stop of [...this.watchers]) stop();
   }
 
@@ -399,7 +346,7 @@ export class FileLock implements ResourceLock {
   }
 
   private async encode(record: LeaderElectionRecord): Promise<string> {
-    const holder: HolderInfo = { ...(await currentProcess()) };
+    const holder: HolderInfo = { ...(await currentProcess()), writer: this.writer };
     if (record.holderIdentity === this.id) {
       if (this.guardedPgid !== undefined) holder.childPgid = this.guardedPgid;
       const watchdog = this.watchdog;
@@ -423,7 +370,7 @@ export class FileLock implements ResourceLock {
       } catch {
         return false;
       }
-      if (file.record.holderIdentity !== this.id || file.holder === null || !samePid(file.holder, self)) return false;
+      if (file.record.holderIdentity !== this.id || file.holder === null || !isOurs(file.holder, self, this.writer)) return false;
       const content = await this.encode(file.record);
       if (content === current) return true;
       await this.commit(content, mutex, signal, "rename");
@@ -447,12 +394,12 @@ export class FileLock implements ResourceLock {
       return; // a corrupt file the CAS already allows us to overwrite
     }
     if (file.record.holderIdentity !== this.id) return;
-    const writer = await writerState(file.holder);
+    const writer = await writerState(file.holder, this.writer);
     if (writer.state === "us" || writer.state === "gone") return;
     const lease = `lease "${this.name}" (${this.path})`;
     if (writer.state === "running") {
       throw new IdentityClashError(
-        `${lease} is held by identity "${this.id}" in another live process (pid ${writer.pid}); --identity must be unique per process`,
+        `${lease} is held by identity "${this.id}" in another live process (pid ${writer.pid}${writer.pid === process.pid ? ": this one, through another FileLock" : ""}); --identity must be unique per process`,
       );
     }
     this.firstSeen(current);
@@ -489,7 +436,7 @@ export class FileLock implements ResourceLock {
   /** The holder process on this host is gone, and so are its child's group and its watchdog. */
   private async holderIsGone(file: LeaseFile): Promise<boolean> {
     if (file.record.holderIdentity === "") return false;
-    return (await writerState(file.holder)).state === "gone";
+    return (await writerState(file.holder, this.writer)).state === "gone";
   }
 
   private async critical<T>(signal: AbortSignal | undefined, fn: (mutex: MutexHandle) => Promise<T>): Promise<T> {

@@ -1,5 +1,5 @@
-import { recordFromJSON, recordToJSON, type LeaderElectionRecord } from "../election/record.js";
-import type { ProcessIdentity } from "./file-process.js";
+import { recordFromJSON, recordToJSON, type LeaderElectionRecord } from "../../election/record.js";
+import type { ProcessIdentity } from "./process.js";
 
 /**
  * The lease file: client-go's `LeaderElectionRecord` JSON (millisecond timestamps) plus a `leaderRun`
@@ -13,6 +13,11 @@ export interface HolderInfo extends ProcessIdentity {
    * while it runs either (it may still be stopping a group the record does not name yet).
    */
   watchdog?: { pid: number; startTime: number };
+  /**
+   * Which lock object of the process wrote it (random per object): two objects in one process with one
+   * identity are two candidates. Absent in files of older versions: then the pid alone decides.
+   */
+  writer?: string;
 }
 
 export interface LeaseFile {
@@ -29,6 +34,7 @@ export function encodeLeaseFile(record: LeaderElectionRecord, holder: HolderInfo
     pidNamespace: holder.pidNamespace,
     startTime: holder.startTime,
   };
+  if (holder.writer !== undefined) leaderRun.writer = holder.writer;
   if (holder.childPgid !== undefined) leaderRun.childPgid = holder.childPgid;
   if (holder.watchdog !== undefined) {
     leaderRun.watchdogPid = holder.watchdog.pid;
@@ -74,6 +80,8 @@ function decodeHolder(raw: unknown): HolderInfo {
     pidNamespace: strOrNull("pidNamespace"),
     startTime: o.startTime === undefined || o.startTime === null ? null : int("startTime", 0),
   };
+  const writer = strOrNull("writer");
+  if (writer !== null) holder.writer = writer;
   // Group 1 would make kill(-1, 0) ask about every process: never a valid child group.
   if (o.childPgid !== undefined && o.childPgid !== null) holder.childPgid = int("childPgid", 2);
   if (o.watchdogPid !== undefined && o.watchdogPid !== null) {

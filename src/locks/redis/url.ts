@@ -11,6 +11,7 @@
  * `prefix`, `password_file`, `password_env`, `sentinel_username`, `sentinel_password_file`,
  * `sentinel_password_env`, `ca`, `cert`, `key` (PEM file paths), `servername`.
  */
+import { LockConfigError } from "../errors.js";
 
 export type RedisMode = "standalone" | "sentinel" | "cluster";
 
@@ -47,7 +48,7 @@ export interface RedisUrlOptions {
 }
 
 /** A malformed Redis URL or contradictory Redis settings: a usage error (the CLI exits 64). */
-export class RedisConfigError extends Error {
+export class RedisConfigError extends LockConfigError {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "RedisConfigError";

@@ -7,12 +7,12 @@
  * error returned after the write was applied, i.e. a lost response), per-operation latency on an
  * injected clock, and recorded events.
  */
-import { sleep } from "../election/clock.js";
-import type { Clock } from "../election/clock.js";
-import { AlreadyExistsError, ConflictError, LockError, NotFoundError } from "../election/lock.js";
-import type { ResourceLock } from "../election/lock.js";
-import { recordToJSON } from "../election/record.js";
-import type { LeaderElectionRecord } from "../election/record.js";
+import { sleep } from "../../election/clock.js";
+import type { Clock } from "../../election/clock.js";
+import { AlreadyExistsError, ConflictError, LockError, NotFoundError } from "../../election/lock.js";
+import type { ResourceLock } from "../../election/lock.js";
+import { recordToJSON } from "../../election/record.js";
+import type { LeaderElectionRecord } from "../../election/record.js";
 
 export type MemoryLockOp = "get" | "create" | "update";
 
