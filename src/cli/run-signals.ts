@@ -36,7 +36,7 @@ export function installCampaignSignals(log: Logger, hooks: CampaignSignalHooks):
 /** What the child forwarder needs of the child. */
 export interface StoppableChild {
   signal(signal: NodeJS.Signals): boolean;
-  stop(reason: string, options?: { firstSignal?: NodeJS.Signals | null }): Promise<unknown>;
+  stop(reason: string, options?: { firstSignal?: NodeJS.Signals | null; graceMs?: number }): Promise<unknown>;
 }
 
 /**
@@ -47,16 +47,36 @@ export interface StoppableChild {
 export function forwardChildSignals(
   child: StoppableChild,
   log: Logger,
-  killGraceMs: number,
+  graceMs: () => number,
   claimStop: (signal: NodeJS.Signals) => boolean,
 ): () => void {
   return forwardSignals(child, (sig) => {
     if (claimStop(sig)) {
-      log.info("stopping", { signal: sig }, `${sig} received; waiting for the child to exit (SIGKILL after ${killGraceMs}ms)`);
-      void child.stop(`${sig} received`, { firstSignal: null });
+      const grace = graceMs();
+      log.info("stopping", { signal: sig }, `${sig} received; waiting for the child to exit (SIGKILL after ${grace}ms)`);
+      void child.stop(`${sig} received`, { firstSignal: null, graceMs: grace });
     } else {
       log.warn("killing", { signal: "SIGKILL" }, `second ${sig}: killing the child's process group now`);
       child.signal("SIGKILL");
     }
   });
+}
+
+/** Job-control signals: leader-run must never be frozen while it guards a child (see installJobControlGuard). */
+export const JOB_CONTROL_SIGNALS = ["SIGTSTP", "SIGTTIN", "SIGTTOU"] as const;
+
+/**
+ * Ctrl-Z (SIGTSTP) and background-terminal I/O (SIGTTIN, SIGTTOU) would stop leader-run while its child
+ * (in its own session, untouched by the terminal) runs on past the lease. Handling them keeps us
+ * running; the log says so. Returns the disposer.
+ */
+export function installJobControlGuard(log: Logger): () => void {
+  const handlers = JOB_CONTROL_SIGNALS.map((sig) => {
+    const handler = (): void => log.warn("signal_ignored", { signal: sig }, `${sig} ignored: leader-run is not stopped while it guards a lease`);
+    process.on(sig, handler);
+    return [sig, handler] as const;
+  });
+  return () => {
+    for (const [sig, handler] of handlers) process.off(sig, handler);
+  };
 }

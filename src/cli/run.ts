@@ -9,7 +9,7 @@ import type { Logger } from "./log.js";
 import type { RunOptions } from "./options.js";
 import type { HttpHooks } from "./run-http.js";
 import { ChildControl, describeError, type ChildOutcome, type SupervisorLoader } from "./run-child.js";
-import { installCampaignSignals } from "./run-signals.js";
+import { installCampaignSignals, installJobControlGuard } from "./run-signals.js";
 
 /** Why a campaign was cancelled from our side. */
 type CancelCause =
@@ -49,14 +49,46 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
       const { startRunHttp } = await import("./run-http.js");
       http = await startRunHttp(options, log);
     }
-    return await new LeaderRun(options, log, lock, http, supervisor).run();
+    const run = new LeaderRun(options, log, lock, http, supervisor);
+    const disposeLastResort = installLastResort(log, run);
+    try {
+      return await run.run();
+    } finally {
+      disposeLastResort();
+    }
   } finally {
     await http?.close();
     await lock.close?.();
   }
 }
 
-class LeaderRun {
+/** What the last-resort handler needs: stop the child, bounded. */
+interface EmergencyStop {
+  emergencyStop(reason: string): Promise<void>;
+}
+
+/**
+ * A bug that escapes every handler (an unhandled rejection or exception) must not leave the child
+ * running unsupervised or the process in an unknown state: stop the child within the grace still
+ * safe, then exit 70. The lease is left to expire (it is not released from a state we cannot trust).
+ */
+function installLastResort(log: Logger, run: EmergencyStop): () => void {
+  let handling = false;
+  const handler = (error: unknown): void => {
+    if (handling) return;
+    handling = true;
+    log.error("internal_error", { error: describeError(error) }, "unexpected internal error; stopping the child and exiting (this is a bug in leader-run)");
+    void run.emergencyStop("internal error").finally(() => process.exit(ExitCode.INTERNAL));
+  };
+  process.on("uncaughtException", handler);
+  process.on("unhandledRejection", handler);
+  return () => {
+    process.off("uncaughtException", handler);
+    process.off("unhandledRejection", handler);
+  };
+}
+
+class LeaderRun implements EmergencyStop {
   private readonly elector: LeaderElector;
   private campaign = new AbortController();
   private cancelCause: CancelCause | undefined;
@@ -101,21 +133,33 @@ class LeaderRun {
   async run(): Promise<number> {
     if (this.options.waitMs !== undefined && !this.options.noWait) this.waitTimer = this.startWaitTimer(this.options.waitMs);
     this.installCampaignSignals();
+    const disposeJobControl = installJobControlGuard(this.log);
     try {
       while (true) {
         this.lostReason = undefined;
         await this.elector.run(this.campaign.signal);
         const code = this.outcome();
         if (code !== undefined) return code;
-        // Leadership lost with --on-lost campaign: the child is already stopped; go again.
+        // Leadership lost with --on-lost campaign. The elector returns as soon as the lease's safety
+        // deadline passes, even if the child is still stopping (work_overran): never campaign (and so
+        // never start a second copy) before the previous child's group is confirmed gone.
+        if ((await this.child.settled()) === "survived") {
+          this.log.error("lost", {}, "the previous child's process group survived SIGKILL; not campaigning again");
+          return ExitCode.LOST;
+        }
         this.log.info("campaigning", {}, "leadership lost; campaigning again (--on-lost campaign)");
         this.campaign = new AbortController();
       }
     } finally {
       this.waitTimer?.cancel();
+      disposeJobControl();
       this.disposeCampaignSignals?.();
       await this.child.close();
     }
+  }
+
+  emergencyStop(reason: string): Promise<void> {
+    return this.child.emergencyStop(reason);
   }
 
   /** The exit code once a campaign ended, or undefined to campaign again. */
@@ -169,6 +213,8 @@ class LeaderRun {
   }
 
   private onElectionEvent(event: ElectionEvent): void {
+    // First: the guard's deadline must not wait on anything else we do with the event.
+    if (event.type === "acquired" || event.type === "renewed") this.child.onLeaseWritten(event.sentAt);
     this.http?.onElectionEvent(event);
     const log = this.log;
     switch (event.type) {
