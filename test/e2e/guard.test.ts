@@ -4,7 +4,7 @@ import { execFile, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BIN, delay, E2E, LEASE_MS, LeaderRunProcess, marker, sleepers, TIMING, waitFor } from "./support.js";
+import { BIN, delay, E2E, LEASE_MS, marker, sleepers, TIMING, waitFor } from "./support.js";
 
 /**
  * Issue #9's guard cases, end to end: whatever happens to leader-run (stopped, blocked on its stderr,
@@ -94,28 +94,31 @@ describe("the guard stops the child by the lease's deadline", () => {
 
   test("leader-run blocked on a stderr nobody drains: the child is still stopped in time", async () => {
     const w = await world();
-    const m = marker();
-    // Our own stderr pipe that is never read: once the child has filled it, leader-run's next log line
-    // (a debug "renewed" within a retry period) blocks: Node writes pipes synchronously.
-    const proc = spawn(
-      process.execPath,
-      [BIN, "--lock", w.lockUrl, "--name", w.name, "--identity", "a", "--log-level", "debug", ...TIMING, "--", "sh", "-c", `head -c 200000 /dev/zero >&2 & exec sleep ${m}`],
-      { stdio: ["ignore", "ignore", "pipe"], cwd: w.work },
-    );
-    const leader = new LeaderRunProcess("a", proc);
-    // LeaderRunProcess reads stderr; stop that so the pipe stays full.
-    proc.stderr?.pause();
-    proc.stderr?.removeAllListeners("data");
+    const [m, reader] = [marker(), marker()];
+    // stderr into a real pipe (Node's own stdio pipes are socket pairs) whose reader never reads: once
+    // the child has filled it, leader-run's next log line (a debug "renewed" within a retry period)
+    // blocks, since Node writes pipes synchronously.
+    const words = [process.execPath, BIN, "--lock", w.lockUrl, "--name", w.name, "--identity", `blocked-${m}`, "--log-level", "debug", ...TIMING];
+    const quoted = words.map((x) => `'${x}'`).join(" ");
+    const proc = spawn("sh", ["-c", `${quoted} -- sh -c 'head -c 200000 /dev/zero >&2 & exec sleep ${m}' 2>&1 >/dev/null | sleep ${reader}`], {
+      stdio: "ignore",
+      cwd: w.work,
+    });
+    let pid: number | undefined;
     try {
-      const pid = leader.pid;
-      const blocked = await waitFor("leader-run to block on its stderr", () => wchan(pid).endsWith("pipe_write"), 20_000).then(() => performance.now());
-      await waitFor("the child", () => sleepers(m).length === 1 || performance.now() - blocked > LEASE_MS, 10_000);
-      const took = await waitFor("the child's group to be gone", () => sleepers(m).length === 0, 10_000).then(() => performance.now() - blocked);
+      await waitFor("the child", () => sleepers(m).length === 1, 15_000);
+      pid = await new Promise<number | undefined>((resolve) => {
+        execFile("pgrep", ["-f", `identity blocked-${m.replace(".", "\\.")}`], { encoding: "utf8" }, (_err, out) => resolve(Number(String(out).split("\n")[0]) || undefined));
+      });
+      assert.ok(pid !== undefined, "leader-run not found");
+      const leaderPid = pid;
+      await waitFor("leader-run to block on its stderr", () => wchan(leaderPid).endsWith("pipe_write"), 20_000);
+      const took = await waitFor("the child's group to be gone", () => sleepers(m).length === 0, 10_000);
       assert.ok(took < LEASE_MS, `the child ran ${Math.round(took)} ms after leader-run blocked; another leader may start at ${LEASE_MS} ms`);
     } finally {
-      proc.kill("SIGKILL");
-      proc.stderr?.resume();
-      await leader.exit();
+      if (pid !== undefined) process.kill(pid, "SIGKILL");
+      for (const p of sleepers(reader)) process.kill(p, "SIGKILL");
+      await new Promise((resolve) => (proc.exitCode !== null ? resolve(undefined) : proc.once("exit", resolve)));
     }
   });
 
