@@ -125,7 +125,10 @@ describe("the guard stops the child by the lease's deadline", () => {
   test("--on-lost campaign after a pause: never two copies of the command, and it runs again", async () => {
     const w = await world();
     const m = marker();
-    const leader = w.run("a", ["sh", "-c", `trap '' TERM; exec sleep ${m}`], ["--on-lost", "campaign"]);
+    // A long grace: a stop that starts after the pause and waits all of it ends past the lease
+    // (work_overran), which is when a leader-run used to campaign again with the old child still there.
+    const timing = ["--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "300ms", "--kill-grace", "900ms"];
+    const leader = w.run("a", ["sh", "-c", `trap '' TERM; exec sleep ${m}`], ["--on-lost", "campaign"], timing);
     await leader.waitForLog("child_started");
     await waitFor("the child", () => sleepers(m).length === 1);
     const first = sleepers(m)[0];
@@ -134,7 +137,7 @@ describe("the guard stops the child by the lease's deadline", () => {
       // Past the renew deadline, short of the lease: leader-run wakes up to a lost lease with a child
       // that ignores SIGTERM, then campaigns again as the same identity and may re-acquire at once.
       leader.signal("SIGSTOP");
-      await delay(2300);
+      await delay(2500);
       leader.signal("SIGCONT");
       await waitFor("a second child", () => sleepers(m).some((pid) => pid !== first), 20_000);
     } finally {
