@@ -100,7 +100,9 @@ describe("the guard stops the child by the lease's deadline", () => {
     // blocks, since Node writes pipes synchronously.
     const words = [process.execPath, BIN, "--lock", w.lockUrl, "--name", w.name, "--identity", `blocked-${m}`, "--log-level", "debug", ...TIMING];
     const quoted = words.map((x) => `'${x}'`).join(" ");
-    const proc = spawn("sh", ["-c", `${quoted} -- sh -c 'head -c 200000 /dev/zero >&2 & exec sleep ${m}' 2>&1 >/dev/null | sleep ${reader}`], {
+    // The child ignores SIGTERM, so the guard's SIGKILL must follow although its own report of the
+    // SIGTERM is stuck on the same full pipe.
+    const proc = spawn("sh", ["-c", `${quoted} -- sh -c 'trap "" TERM; head -c 200000 /dev/zero >&2 & exec sleep ${m}' 2>&1 >/dev/null | sleep ${reader}`], {
       stdio: "ignore",
       cwd: w.work,
     });
