@@ -22,8 +22,8 @@ import { signalNumber } from "./process-group.js";
  *
  * If the guard dies while groups are watched, it is restarted at once and every group re-registered
  * with its current deadline; the dead guard's leftover timers (its session) are then killed. While
- * that happens the old timers still fire at the old deadline. If the new guard does not acknowledge
- * within `ackTimeoutMs`, `onUnguarded` is called: the owner must stop the child.
+ * that happens the old timers still fire at the old deadline. If no new guard acknowledges within
+ * 1 s, `onUnguarded` is called: the owner must stop the child.
  */
 
 /** Where the guard script lives next to this module, in `src/child/` and in `dist/child/`. */
@@ -76,6 +76,15 @@ interface Watched {
 }
 
 const DEFAULT_ACK_TIMEOUT_MS = 2000;
+/** How long a dead guard may stay unreplaced while groups are watched before `onUnguarded`. */
+const RESTART_BOUND_MS = 1000;
+/** Pause between restart attempts within that bound. */
+const RESTART_RETRY_MS = 100;
+
+interface Pending {
+  resolve(): void;
+  reject(error: GuardUnavailableError): void;
+}
 
 /**
  * The offset that maps `performance.now()` ms to CLOCK_BOOTTIME ms, rounded so that a converted
@@ -100,7 +109,8 @@ export class Guard {
   private proc: ChildProcess | undefined;
   private ready: Promise<void> | undefined;
   private readonly watched = new Map<number, Watched>();
-  private readonly acks = new Map<string, Array<() => void>>();
+  private readonly acks = new Map<string, Pending[]>();
+  private rewatching = false;
   private deadline: GuardDeadline | undefined;
   private closed = false;
   private exitedPromise: Promise<void> | undefined;
@@ -221,10 +231,12 @@ export class Guard {
         if (this.proc === proc) {
           this.proc = undefined;
           this.ready = undefined;
+          // Nothing this guard was asked will be answered now.
+          this.failPending(new GuardUnavailableError(`the guard (pid ${proc.pid ?? "?"}) exited (${signal ?? `code ${code ?? "?"}`})`));
         }
         if (!this.closed) {
           this.emit({ type: "guard_exited", pid: proc.pid ?? 0, code, signal });
-          if (this.watched.size > 0) void this.rewatch(proc.pid);
+          if (this.watched.size > 0 && !this.rewatching) void this.rewatch(proc.pid);
         }
         resolve();
       });
@@ -237,21 +249,44 @@ export class Guard {
     this.emit({ type: "guard_started", pid: proc.pid ?? 0, shell });
   }
 
-  /** A guard died under watched groups: start a new one, re-register, then kill the old one's timers. */
-  private async rewatch(oldPid: number | undefined): Promise<void> {
-    const groups = [...this.watched.keys()];
+  /**
+   * A guard died under watched groups: start a new one and re-register them, retrying for at most
+   * RESTART_BOUND_MS; then kill the dead guards' leftover timers. Until then those timers still fire at
+   * the old deadline. If no guard answers in time, `onUnguarded` for every group.
+   */
+  private async rewatch(firstDeadPid: number | undefined): Promise<void> {
+    this.rewatching = true;
+    const dead = new Set<number>(firstDeadPid === undefined ? [] : [firstDeadPid]);
+    const giveUpAt = performance.now() + RESTART_BOUND_MS;
+    let failure: GuardUnavailableError | undefined;
     try {
-      await this.start();
-      for (const pgid of groups) if (this.watched.has(pgid)) await this.request(`ack ${pgid}`, this.watchLine(pgid));
-    } catch (error) {
-      const failure = error instanceof GuardUnavailableError ? error : new GuardUnavailableError(describe(error), { cause: error });
-      for (const pgid of groups) this.options.onUnguarded?.(pgid, failure);
+      while (!this.closed && this.watched.size > 0) {
+        try {
+          await this.start();
+          for (const pgid of [...this.watched.keys()]) await this.request(`ack ${pgid}`, this.watchLine(pgid));
+          failure = undefined;
+          break;
+        } catch (error) {
+          failure = error instanceof GuardUnavailableError ? error : new GuardUnavailableError(describe(error), { cause: error });
+          const pid = this.proc?.pid;
+          if (pid !== undefined) dead.add(pid);
+          this.proc?.kill("SIGKILL");
+          if (performance.now() + RESTART_RETRY_MS > giveUpAt) break;
+          await new Promise((resolve) => setTimeout(resolve, RESTART_RETRY_MS));
+        }
+      }
+    } finally {
+      this.rewatching = false;
+    }
+    if (failure !== undefined) {
+      for (const pgid of this.watched.keys()) this.options.onUnguarded?.(pgid, failure);
       return;
     }
-    // The dead guard's timers live on in its session and would fire at the old deadline.
-    if (oldPid !== undefined) {
+    // The dead guards' timers live on in their sessions and would fire at the old deadline.
+    for (const pid of dead) {
+      if (pid === this.proc?.pid) continue;
       try {
-        process.kill(-oldPid, "SIGKILL");
+        process.kill(-pid, "SIGKILL");
       } catch {
         // already gone
       }
@@ -262,30 +297,41 @@ export class Guard {
   private request(expect: string, line: string): Promise<void> {
     const timeoutMs = this.options.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS;
     return new Promise<void>((resolve, reject) => {
+      const remove = (): void => {
+        const current = this.acks.get(expect);
+        if (current === undefined) return;
+        const rest = current.filter((p) => p !== pending);
+        if (rest.length === 0) this.acks.delete(expect);
+        else this.acks.set(expect, rest);
+      };
       const timer = setTimeout(() => {
         remove();
         reject(new GuardUnavailableError(`the guard (pid ${this.proc?.pid ?? "none"}) did not answer "${line}" within ${timeoutMs}ms`));
       }, timeoutMs);
-      const done = (): void => {
-        clearTimeout(timer);
-        resolve();
+      const pending: Pending = {
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
       };
       const list = this.acks.get(expect) ?? [];
-      list.push(done);
+      list.push(pending);
       this.acks.set(expect, list);
-      const remove = (): void => {
-        const current = this.acks.get(expect);
-        if (current === undefined) return;
-        const rest = current.filter((f) => f !== done);
-        if (rest.length === 0) this.acks.delete(expect);
-        else this.acks.set(expect, rest);
-      };
       if (!this.write(line)) {
         remove();
-        clearTimeout(timer);
-        reject(new GuardUnavailableError("the guard is not running"));
+        pending.reject(new GuardUnavailableError("the guard is not running"));
       }
     });
+  }
+
+  private failPending(error: GuardUnavailableError): void {
+    const all = [...this.acks.values()].flat();
+    this.acks.clear();
+    for (const p of all) p.reject(error);
   }
 
   private onOutput(chunk: string): void {
@@ -297,7 +343,7 @@ export class Guard {
       const waiting = this.acks.get(line);
       if (waiting === undefined) continue;
       this.acks.delete(line);
-      for (const done of waiting) done();
+      for (const p of waiting) p.resolve();
     }
   }
 

@@ -220,6 +220,26 @@ describe("the guard itself", () => {
     assert.equal(await leader.exitCode(), 143);
   });
 
+  test("a guard that dies and cannot be restarted: the child is stopped and leader-run exits 70", async () => {
+    const w = await world();
+    const m = marker();
+    // A guard shell that works once: every later guard fails at once.
+    const once = join(w.work, "guard-once.sh");
+    const flag = join(w.work, "guard-started");
+    await writeFile(once, `#!/bin/sh\n[ -e ${flag} ] && exit 1\n: > ${flag}\nexec /bin/sh "$@"\n`, { mode: 0o755 });
+    const leader = w.spawn("a", ["--lock", w.lockUrl, "--name", w.name, "--identity", "a", "--log-format", "json", ...TIMING, "--", "sleep", m], {
+      LEADER_RUN_GUARD_SHELL: once,
+    });
+    await leader.waitForLog("child_started");
+    await waitFor("the child", () => sleepers(m).length === 1);
+    const guard = await guardOf(leader.pid);
+    assert.ok(guard !== undefined, "no guard found");
+    process.kill(guard, "SIGKILL");
+    assert.equal(await leader.exitCode(), 70);
+    assert.ok(leader.logs().some((l) => l.event === "guard_unavailable"), leader.stderr);
+    assert.deepEqual(sleepers(m), []);
+  });
+
   test("SIGKILL of leader-run and its guard together leaves no orphan (parent-death signal)", async () => {
     const w = await world();
     const m = marker();
