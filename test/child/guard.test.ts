@@ -140,7 +140,8 @@ for (const { name, argv } of SHELLS) {
         await waitFor("the group to be killed", () => !groupHasLiveMembers(sup.info.pgid), 10_000);
         const took = performance.now() - frozenAt;
         // The last extension was sent before the freeze: SIGKILL is due at most killInMs after it.
-        assert.ok(took < 2000 + 300, `group died ${Math.round(took)} ms after the freeze; killAt was 2000 ms after the last extension`);
+        // killAt was at most 2000 ms after the freeze; allow the guard's own latency on a loaded machine.
+        assert.ok(took < 2000 + 700, `group died ${Math.round(took)} ms after the freeze; killAt was 2000 ms after the last extension`);
         assert.ok(took > 1000, `group died ${Math.round(took)} ms after the freeze, before its deadline`);
       } finally {
         sup.proc.kill("SIGKILL");
@@ -175,10 +176,11 @@ for (const { name, argv } of SHELLS) {
         shell: false,
         killGraceMs: 1000,
         guardShell: argv,
-        deadline: { signalInMs: 600, killInMs: 1200 },
+        // Generous against a loaded machine: only a 1.5 s stall of the fixture's event loop lets it fire.
+        deadline: { signalInMs: 1500, killInMs: 2500 },
         extendEveryMs: 100,
       });
-      await new Promise((r) => setTimeout(r, 2500));
+      await new Promise((r) => setTimeout(r, 4000));
       assert.equal(sleepers(m).length, 1, "the child was killed although its deadline kept moving");
       assert.ok(groupHasLiveMembers(sup.info.pgid));
       sup.proc.kill("SIGKILL");

@@ -167,6 +167,25 @@ describe("process group", () => {
     assert.deepEqual(sleepers(m), []);
   });
 
+  test("a late stop gets only the grace still safe, down to an immediate SIGKILL", async () => {
+    for (const [given, min, max] of [
+      [300, 270, 2500],
+      [0, 0, 2000],
+      [-50, 0, 2000],
+    ] as const) {
+      const m = marker();
+      const child = await start({ command: [`trap '' TERM; sleep ${m} & wait`], shell: true, killGraceMs: 30_000 });
+      await waitFor("the sleeper", () => sleepers(m).length === 1);
+      const t0 = performance.now();
+      const result = await child.stop("late", { graceMs: given });
+      const took = performance.now() - t0;
+      assert.equal(result.groupGone, true);
+      assert.equal(result.exit?.signal, "SIGKILL");
+      assert.ok(took >= min && took < max, `graceMs ${given}: SIGKILL after ${Math.round(took)} ms (want ${min}–${max})`);
+      assert.deepEqual(sleepers(m), []);
+    }
+  });
+
   test("stop after the child exited by itself kills processes it left in its group", async () => {
     const m = marker();
     const events: ChildEvent[] = [];
