@@ -27,9 +27,12 @@ format=${2:-text}
 groups=''
 
 # Leader-run's own stop signals (Ctrl-C to its terminal group, systemd's SIGTERM to the cgroup) and job
-# control must not take the guard down or freeze it. Timer subshells inherit these (ignored stays ignored),
-# which is why they are cancelled with SIGKILL.
-trap '' HUP INT TERM QUIT USR1 USR2 PIPE TSTP TTIN TTOU
+# control must not take the guard down or freeze it; timer subshells inherit these (ignored stays
+# ignored). USR1 is caught rather than ignored: a subshell resets it to its default action (terminate)
+# until it sets its own trap, so a timer cancelled with USR1 at any moment ends, and kills its pending
+# `sleep` first (an orphaned sleep would become a zombie nobody reaps when leader-run is PID 1).
+trap '' HUP INT TERM QUIT USR2 PIPE TSTP TTIN TTOU
+trap ':' USR1
 
 now_cs() {
   read -r _up _idle </proc/uptime
@@ -45,7 +48,9 @@ sleep_until() {
     if [ -n "$2" ] && ! kill -0 "-$2" 2>/dev/null; then return 1; fi
     _d=$(( $1 - now ))
     [ "$_d" -gt 100 ] && _d=100
-    sleep "$(( _d / 100 )).$(( _d % 100 / 10 ))$(( _d % 10 ))"
+    sleep "$(( _d / 100 )).$(( _d % 100 / 10 ))$(( _d % 10 ))" &
+    _sp=$!
+    wait "$_sp"
   done
   if [ -n "$2" ] && ! kill -0 "-$2" 2>/dev/null; then return 1; fi
   return 0
@@ -68,6 +73,8 @@ report() {
 # processes act on it) at signalAt and SIGKILL at killAt. Its pid is kept in timer_<pgid>.
 arm() {
   (
+    _sp=''
+    trap 'kill -KILL "$_sp" 2>/dev/null; exit 0' USR1
     sleep_until "$3" "$1" || exit 0
     if kill "-$2" "-$1" 2>/dev/null; then
       kill -CONT "-$1" 2>/dev/null
@@ -80,7 +87,7 @@ arm() {
 }
 
 cancel() {
-  [ -n "$1" ] && kill -KILL "$1" 2>/dev/null
+  [ -n "$1" ] && kill -USR1 "$1" 2>/dev/null
 }
 
 timer_of() {
@@ -92,7 +99,16 @@ numeric() {
   [ "$1" -gt 1 ]
 }
 
-while IFS=' ' read -r cmd a b c d e; do
+while :; do
+  IFS=' ' read -r cmd a b c d e
+  _rc=$?
+  # A signal (bash's read returns >128 for a trapped one) is not the end of input.
+  if [ "$_rc" -gt 128 ]; then continue; fi
+  if [ "$_rc" -ne 0 ]; then
+    # EOF; a last line without a newline still counts.
+    [ -n "$cmd" ] || break
+    _eof=1
+  fi
   case $cmd in
     watch)
       numeric "$a" || continue
@@ -122,6 +138,7 @@ while IFS=' ' read -r cmd a b c d e; do
       printf 'pong %s\n' "$a"
       ;;
   esac
+  [ -z "${_eof-}" ] || break
 done
 
 # EOF: leader-run is gone. Kill first, everything else after.
