@@ -18,8 +18,8 @@ export type ChildEvent =
   | { type: "stragglers"; pgid: number }
   /** Processes of the group survived SIGKILL for the whole bounded wait (uninterruptible I/O, setuid). */
   | { type: "group_survived"; pgid: number; waitedMs: number }
-  | { type: "watchdog_started"; pid: number }
-  /** The watchdog died while leader-run lives (someone killed it); it is restarted. */
-  | { type: "watchdog_exited"; pid: number; code: number | null; signal: NodeJS.Signals | null }
-  /** No orphan protection: the watchdog could not be started. */
-  | { type: "watchdog_failed"; error: unknown };
+  | { type: "guard_started"; pid: number; shell: string }
+  /** The guard died while leader-run lives (someone killed it); it is restarted if groups are watched. */
+  | { type: "guard_exited"; pid: number; code: number | null; signal: NodeJS.Signals | null }
+  /** The guard could not be started or did not answer: no child starts. */
+  | { type: "guard_failed"; error: unknown };

@@ -20,5 +20,5 @@ export {
   type RestartMode,
   type RestartPolicyOptions,
 } from "./restart.js";
-export { Watchdog, sharedWatchdog, WATCHDOG_SCRIPT, type WatchdogOptions } from "./watchdog.js";
+export { Guard, GuardUnavailableError, sharedGuard, guardShell, toBootCentiseconds, GUARD_SCRIPT, type GuardDeadline, type GuardOptions } from "./guard.js";
 export { parseSignal, signalNumber, groupHasLiveMembers, killGroup } from "./process-group.js";

@@ -1,10 +1,11 @@
+import { spawnSync } from "node:child_process";
 import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from "node:fs";
 import { delimiter, join, resolve } from "node:path";
 import { Duplex } from "node:stream";
 import { execa, type Result } from "execa";
 import type { ChildEvent } from "./events.js";
 import { groupHasLiveMembers, killGroup, signalNumber } from "./process-group.js";
-import { sharedWatchdog, type Watchdog } from "./watchdog.js";
+import { GuardUnavailableError, sharedGuard, type Guard } from "./guard.js";
 
 /**
  * Runs the guarded command in its own process group and stops that whole group on request.
@@ -16,7 +17,7 @@ import { sharedWatchdog, type Watchdog } from "./watchdog.js";
  * forwards it (see signals.ts); the child never gets it twice.
  *
  * The command starts behind a gate: `/bin/sh` waits on a pipe (fd 3) and execs the command only after
- * its group is registered with the watchdog. Spawning takes milliseconds (fork, setsid, exec), and a
+ * its group is acknowledged by the guard (guard.ts). Spawning takes milliseconds (fork, setsid, exec), and a
  * SIGKILL of leader-run inside that window would otherwise leave a child nobody knows about: running
  * unguarded while the lease expires and a standby starts. With the gate, a leader-run that dies before
  * registering closes the pipe, and the gate exits without ever running the command.
@@ -43,8 +44,11 @@ export interface StartChildOptions {
   reapTimeoutMs?: number;
   cwd?: string;
   log?: (event: ChildEvent) => void;
-  /** Orphan guard; default: the process-wide one. `false` disables it (tests only). */
-  watchdog?: Watchdog | false;
+  /**
+   * The dead-man's switch; default: the process-wide one. The command starts only once it has
+   * acknowledged the group (else `GuardUnavailableError`). `false` disables it (tests only).
+   */
+  guard?: Guard | false;
 }
 
 export interface StopOptions {
@@ -53,6 +57,11 @@ export interface StopOptions {
    * before SIGKILL: for a stop started by a signal that was already forwarded to the group.
    */
   firstSignal?: NodeJS.Signals | null;
+  /**
+   * The grace before SIGKILL; default the handle's `killGraceMs`. A stop that starts late passes the
+   * time still safe; 0 or less sends SIGKILL at once.
+   */
+  graceMs?: number;
 }
 
 export interface StopResult {
@@ -158,11 +167,11 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
     const problem = preflight(first, options.env.PATH, options.cwd);
     if (problem !== undefined) throw problem;
   }
-  const watchdog = options.watchdog === false ? undefined : (options.watchdog ?? sharedWatchdog());
+  const guard = options.guard === false ? undefined : (options.guard ?? sharedGuard());
   // The guard must exist before the child does, so no moment exists in which our death orphans it.
-  watchdog?.start();
+  await guard?.start();
 
-  const subprocess = execa(SHELL, ["-c", ...gateScript(argv, options.env)], {
+  const subprocess = execa(SHELL, ["-c", ...gateScript(argv, options.env, options.killSignal)], {
     stdio: ["inherit", "inherit", "inherit", "pipe"],
     detached: true,
     env: options.env,
@@ -180,10 +189,17 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
     const result = await subprocess;
     throw spawnError(result);
   }
-  await watchdog?.watch(pid, options.killSignal, options.killGraceMs);
-  // Only now may the command run: if we die from here on, the watchdog stops its group. (Unless the
-  // watchdog was killed a moment ago and its exit is not seen yet: then the group is guarded again
-  // once it is respawned, within 1 s.)
+  try {
+    await guard?.watch(pid, options.killSignal, options.killGraceMs);
+  } catch (error) {
+    // Fail-closed: the gate has not opened, so the command never ran.
+    killGroup(pid, "SIGKILL");
+    await subprocess;
+    guard?.unwatch(pid);
+    throw error instanceof GuardUnavailableError ? error : new GuardUnavailableError(String(error), { cause: error });
+  }
+  // Only now may the command run: from here on the guard stops its group by the deadline, or at once
+  // if we die.
   const gate: unknown = subprocess.stdio[3];
   if (!(gate instanceof Duplex)) {
     killGroup(pid, "SIGKILL");
@@ -193,21 +209,39 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
     // EPIPE: the gate already ended (killed by a signal meant for the group); its exit is reported.
   });
   gate.end("go\n");
-  return new Supervised(pid, subprocess, options, watchdog);
+  return new Supervised(pid, subprocess, options, guard);
 }
 
 /** The `sh -c` script and its arguments: wait for "go" on fd 3, then exec `argv` with `env` as given. */
-function gateScript(argv: string[], env: Record<string, string>): string[] {
+function gateScript(argv: string[], env: Record<string, string>, killSignal: NodeJS.Signals): string[] {
   const [file = ""] = argv;
+  const pdeath = pdeathsigPrefix(killSignal);
   // env(1) would read a command word containing "=" as an assignment; such a command (and a system
   // without env) runs through the shell's exec, with the shell's few environment changes.
-  if (file.includes("=") || !existsSync(ENV)) return [`${GATE_READ}exec "$@"`, GATE_NAME, ...argv];
+  if (file.includes("=") || !existsSync(ENV)) return [`${GATE_READ}exec ${pdeath}"$@"`, GATE_NAME, ...argv];
   const unset = SHELL_ADDED.filter((name) => env[name] === undefined).flatMap((name) => ["-u", name]);
   // A shell also drops variables whose names are not identifiers ("com.example.x"), so those come back
   // through env's arguments too.
   const restored = Object.keys(env).filter((name) => SHELL_TOUCHED.has(name) || !IDENTIFIER.test(name));
   const restore = restored.map((name) => `${name}=${env[name] ?? ""}`);
-  return [`${GATE_READ}exec ${ENV} "$@"`, GATE_NAME, ...unset, "--", ...restore, ...argv];
+  return [`${GATE_READ}exec ${pdeath}${ENV} "$@"`, GATE_NAME, ...unset, "--", ...restore, ...argv];
+}
+
+const SETPRIV = "/usr/bin/setpriv";
+let pdeathsigSupported: boolean | undefined;
+
+/**
+ * `setpriv --pdeathsig <sig> -- ` when util-linux's setpriv (2.33+) is there: the command then gets its
+ * kill signal from the kernel when leader-run dies, even if the guard is killed with it. The parent
+ * death signal is tied to the thread that forked the gate, which is Node's main thread (libuv spawns
+ * from the loop thread), so it fires when leader-run itself ends. It reaches the group leader only; the
+ * guard's timers and SIGKILL remain what stops the rest. Probed once, since older setpriv rejects it.
+ */
+function pdeathsigPrefix(killSignal: NodeJS.Signals): string {
+  if (pdeathsigSupported === undefined) {
+    pdeathsigSupported = existsSync(SETPRIV) && spawnSync(SETPRIV, ["--pdeathsig", "TERM", "--", "true"], { stdio: "ignore", timeout: 2000 }).status === 0;
+  }
+  return pdeathsigSupported ? `${SETPRIV} --pdeathsig ${killSignal.replace(/^SIG/, "")} -- ` : "";
 }
 
 class Supervised implements ChildHandle {
@@ -222,7 +256,7 @@ class Supervised implements ChildHandle {
     readonly pid: number,
     subprocess: PromiseLike<Result>,
     private readonly options: StartChildOptions,
-    private readonly watchdog: Watchdog | undefined,
+    private readonly guard: Guard | undefined,
   ) {
     this.pgid = pid;
     options.log?.({ type: "child_started", pid, pgid: pid, shell: options.shell });
@@ -239,7 +273,9 @@ class Supervised implements ChildHandle {
   }
 
   stop(reason: string, options: StopOptions = {}): Promise<StopResult> {
-    this.stopping ??= this.runStop(reason, options.firstSignal === undefined ? this.options.killSignal : options.firstSignal);
+    const graceMs = options.graceMs === undefined ? this.options.killGraceMs : Math.min(this.options.killGraceMs, options.graceMs);
+    const first = options.firstSignal === undefined ? this.options.killSignal : options.firstSignal;
+    this.stopping ??= this.runStop(reason, graceMs <= 0 ? "SIGKILL" : first, Math.max(0, graceMs));
     return this.stopping;
   }
 
@@ -261,8 +297,7 @@ class Supervised implements ChildHandle {
     return exit;
   }
 
-  private async runStop(reason: string, firstSignal: NodeJS.Signals | null): Promise<StopResult> {
-    const { killGraceMs } = this.options;
+  private async runStop(reason: string, firstSignal: NodeJS.Signals | null, killGraceMs: number): Promise<StopResult> {
     const reapTimeoutMs = this.options.reapTimeoutMs ?? DEFAULT_REAP_TIMEOUT_MS;
     let signalled = false;
     let escalated = false;
@@ -295,7 +330,7 @@ class Supervised implements ChildHandle {
 
   private markGone(): void {
     this.groupGone = true;
-    this.watchdog?.unwatch(this.pgid);
+    this.guard?.unwatch(this.pgid);
   }
 
   private async waitGone(ms: number): Promise<boolean> {

@@ -42,7 +42,8 @@ export const LOG_EVENTS = [
   "group_survived",
   "stopping",
   "signal_ignored",
-  "watchdog_failed",
+  "guard_unavailable", // no child starts (or the running one is stopped) without a live guard
+  "guard_exited", // the guard died and is being restarted
   "http_listening",
   "http_error",
   "warning",

@@ -1,38 +1,23 @@
-import { setTimeout as delay } from "node:timers/promises";
-import { LeaderElector, LeadershipEndedError } from "../election/elector.js";
+import { LeaderElector } from "../election/elector.js";
 import type { ElectionEvent, LostReason } from "../election/events.js";
 import { AlreadyExistsError, ConflictError, PermanentLockError, type ResourceLock } from "../election/lock.js";
 import { newLeaderHealthzAdaptor } from "../election/healthz.js";
-import type { ChildEvent } from "../child/events.js";
 import { signalNumber } from "../child/process-group.js";
-import { RestartPolicy } from "../child/restart.js";
-import { forwardSignals, FORWARDED_SIGNALS, STOP_SIGNALS } from "../child/signals.js";
-import type { ChildExit, ChildHandle, ChildSpawnError } from "../child/supervisor.js";
-import { Watchdog } from "../child/watchdog.js";
 import type { ProcessGuard } from "../locks/backend.js";
 import { openLock } from "../locks/registry.js";
 import { ExitCode } from "./errors.js";
 import type { Logger } from "./log.js";
 import type { RunOptions } from "./options.js";
 import type { HttpHooks } from "./run-http.js";
+import { ChildControl, describeError, type ChildOutcome, type SupervisorLoader } from "./run-child.js";
+import { installCampaignSignals, installJobControlGuard } from "./run-signals.js";
 
 /** Why a campaign was cancelled from our side. */
 type CancelCause =
-  | { kind: "child_done"; exit: ChildExit }
+  | ChildOutcome
   | { kind: "signal"; signal: NodeJS.Signals }
   | { kind: "not_acquired" }
-  | { kind: "unavailable"; message: string }
-  | { kind: "internal"; error: unknown };
-
-/** Exit code for a spawn failure, as shells report them. */
-function spawnFailureExit(error: ChildSpawnError): ChildExit {
-  const code = error.reason === "not_found" ? 127 : 126;
-  return { code, signal: null, exitCode: code };
-}
-
-function describeError(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
+  | { kind: "unavailable"; message: string };
 
 /**
  * The run command: campaign for the lease, run the child only while leading, stop (and reap) it before
@@ -56,7 +41,7 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
   // The supervisor pulls in execa, a large module tree: load it while we campaign rather than before.
   // With --no-wait, only once we lead, so a cron standby that finds the lease taken exits without it.
   let loading: Promise<typeof import("../child/supervisor.js")> | undefined;
-  const supervisor = (): Promise<typeof import("../child/supervisor.js")> => (loading ??= import("../child/supervisor.js"));
+  const supervisor: SupervisorLoader = () => (loading ??= import("../child/supervisor.js"));
   if (!options.noWait) supervisor().catch(() => undefined);
 
   let http: HttpHooks | undefined;
@@ -65,41 +50,67 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
       const { startRunHttp } = await import("./run-http.js");
       http = await startRunHttp(options, log);
     }
-    return await new LeaderRun(options, log, lock, processGuard, http, supervisor).run();
+    const run = new LeaderRun(options, log, lock, processGuard, http, supervisor);
+    const disposeLastResort = installLastResort(log, run);
+    try {
+      return await run.run();
+    } finally {
+      disposeLastResort();
+    }
   } finally {
     await http?.close();
     await lock.close?.();
   }
 }
 
-class LeaderRun {
+/** What the last-resort handler needs: stop the child, bounded. */
+interface EmergencyStop {
+  emergencyStop(reason: string): Promise<void>;
+}
+
+/**
+ * A bug that escapes every handler (an unhandled rejection or exception) must not leave the child
+ * running unsupervised or the process in an unknown state: stop the child within the grace still
+ * safe, then exit 70. The lease is left to expire (it is not released from a state we cannot trust).
+ */
+function installLastResort(log: Logger, run: EmergencyStop): () => void {
+  let handling = false;
+  const handler = (error: unknown): void => {
+    if (handling) return;
+    handling = true;
+    log.error("internal_error", { error: describeError(error) }, "unexpected internal error; stopping the child and exiting (this is a bug in leader-run)");
+    void run.emergencyStop("internal error").finally(() => process.exit(ExitCode.INTERNAL));
+  };
+  process.on("uncaughtException", handler);
+  process.on("unhandledRejection", handler);
+  return () => {
+    process.off("uncaughtException", handler);
+    process.off("unhandledRejection", handler);
+  };
+}
+
+class LeaderRun implements EmergencyStop {
   private readonly elector: LeaderElector;
   private campaign = new AbortController();
   private cancelCause: CancelCause | undefined;
   private lostReason: LostReason | undefined;
-  private child: ChildHandle | undefined;
-  private readonly restart: RestartPolicy;
   private failuresLogged = 0;
-  private stopSignal: NodeJS.Signals | undefined;
   private disposeCampaignSignals: (() => void) | undefined;
   private waitTimer: { cancel(): void } | undefined;
-  /** One orphan guard per leader-run, shared by every restart of the child. */
-  private readonly watchdog: Watchdog;
+  private readonly child: ChildControl;
 
   constructor(
     private readonly options: RunOptions,
     private readonly log: Logger,
-    private readonly lock: ResourceLock,
-    /** Present exactly when the backend declares `seesHolderProcesses` (src/locks/backend.ts). */
-    private readonly processGuard: ProcessGuard | undefined,
+    lock: ResourceLock,
+    processGuard: ProcessGuard | undefined,
     private readonly http: HttpHooks | undefined,
-    private readonly supervisor: () => Promise<typeof import("../child/supervisor.js")>,
+    supervisor: SupervisorLoader,
   ) {
-    this.watchdog = new Watchdog({
-      log: (event) => this.onChildEvent(event),
-      stderrFormat: options.logLevel === "error" ? "quiet" : options.logFormat,
+    this.child = new ChildControl(options, log, processGuard, http, supervisor, {
+      term: () => this.elector.term(),
+      cancel: (outcome) => this.cancel(outcome),
     });
-    this.restart = new RestartPolicy({ mode: options.restart, initialDelayMs: options.restartDelayMs });
     const watchDog = http ? newLeaderHealthzAdaptor(http.healthzTimeoutMs) : undefined;
     this.elector = new LeaderElector({
       lock,
@@ -110,7 +121,7 @@ class LeaderRun {
       releaseOnCancel: options.release,
       metrics: http?.metrics,
       callbacks: {
-        onStartedLeading: (signal) => this.lead(signal),
+        onStartedLeading: (signal) => this.child.lead(signal),
         onStoppedLeading: () => undefined,
       },
       onEvent: (event) => this.onElectionEvent(event),
@@ -124,21 +135,33 @@ class LeaderRun {
   async run(): Promise<number> {
     if (this.options.waitMs !== undefined && !this.options.noWait) this.waitTimer = this.startWaitTimer(this.options.waitMs);
     this.installCampaignSignals();
+    const disposeJobControl = installJobControlGuard(this.log);
     try {
       while (true) {
         this.lostReason = undefined;
         await this.elector.run(this.campaign.signal);
         const code = this.outcome();
         if (code !== undefined) return code;
-        // Leadership lost with --on-lost campaign: the child is already stopped; go again.
+        // Leadership lost with --on-lost campaign. The elector returns as soon as the lease's safety
+        // deadline passes, even if the child is still stopping (work_overran): never campaign (and so
+        // never start a second copy) before the previous child's group is confirmed gone.
+        if ((await this.child.settled()) === "survived") {
+          this.log.error("lost", {}, "the previous child's process group survived SIGKILL; not campaigning again");
+          return ExitCode.LOST;
+        }
         this.log.info("campaigning", {}, "leadership lost; campaigning again (--on-lost campaign)");
         this.campaign = new AbortController();
       }
     } finally {
       this.waitTimer?.cancel();
+      disposeJobControl();
       this.disposeCampaignSignals?.();
-      await this.watchdog.close();
+      await this.child.close();
     }
+  }
+
+  emergencyStop(reason: string): Promise<void> {
+    return this.child.emergencyStop(reason);
   }
 
   /** The exit code once a campaign ended, or undefined to campaign again. */
@@ -175,36 +198,25 @@ class LeaderRun {
 
   private startWaitTimer(ms: number): { cancel(): void } {
     const timer = setTimeout(() => {
-      if (!this.elector.isLeading() && this.child === undefined) this.cancel({ kind: "not_acquired" });
+      if (!this.elector.isLeading() && !this.child.running) this.cancel({ kind: "not_acquired" });
     }, ms);
     return { cancel: () => clearTimeout(timer) };
   }
 
-  /** While no child runs, a stop signal ends the campaign at once; the other signals are ignored. */
   private installCampaignSignals(): void {
-    const handlers = FORWARDED_SIGNALS.map((sig) => {
-      const handler = (): void => {
-        if (this.child !== undefined) return; // the child's own forwarder handles it
-        if (!STOP_SIGNALS.has(sig)) {
-          this.log.debug("signal_ignored", { signal: sig }, `${sig} ignored: no child is running`);
-          return;
-        }
-        this.log.info("stopping", { signal: sig }, `${sig} received while campaigning; stopping`);
-        if (this.elector.isLeading()) {
-          // Between leadership and the child's start (or between restarts): end leadership cleanly.
-          this.stopSignal ??= sig;
-        }
+    this.disposeCampaignSignals = installCampaignSignals(this.log, {
+      childRunning: () => this.child.running,
+      onStop: (sig) => {
+        // Between leadership and the child's start (or between restarts): end leadership cleanly.
+        if (this.elector.isLeading()) this.child.requestStop(sig);
         this.cancel({ kind: "signal", signal: sig });
-      };
-      process.on(sig, handler);
-      return [sig, handler] as const;
+      },
     });
-    this.disposeCampaignSignals = () => {
-      for (const [sig, handler] of handlers) process.off(sig, handler);
-    };
   }
 
   private onElectionEvent(event: ElectionEvent): void {
+    // First: the guard's deadline must not wait on anything else we do with the event.
+    if (event.type === "acquired" || event.type === "renewed") this.child.onLeaseWritten(event.sentAt);
     this.http?.onElectionEvent(event);
     const log = this.log;
     switch (event.type) {
@@ -284,143 +296,4 @@ class LeaderRun {
     }
   }
 
-  /**
-   * onStartedLeading. A bug in here must not leave us leading with no child: it ends the campaign
-   * (exit 70) after whatever child was started has been stopped.
-   */
-  private async lead(leading: AbortSignal): Promise<void> {
-    try {
-      await this.superviseChild(leading);
-    } catch (error) {
-      this.log.error("internal_error", { error: describeError(error) }, "internal error while supervising the child; this is a bug in leader-run");
-      // The lease is released once this returns, so a child must be gone first.
-      const stopped = await this.child?.stop("internal error");
-      this.cancel({ kind: "internal", error });
-      if (stopped && !stopped.groupGone) return new Promise<void>(() => undefined);
-    }
-  }
-
-  private async superviseChild(leading: AbortSignal): Promise<void> {
-    const term = this.elector.term() ?? 0;
-    while (!leading.aborted) {
-      if (this.stopSignal !== undefined) return;
-      const { startChild, ChildSpawnError } = await this.supervisor();
-      // Name the watchdog in the record before the child exists: if we die between spawning the child and
-      // recording its group, a standby on this host still waits for the watchdog that is killing it.
-      this.watchdog.start();
-      if (this.processGuard !== undefined && this.watchdog.pid !== undefined) {
-        await this.processGuard.setGuardedProcessGroup(undefined, { watchdogPid: this.watchdog.pid, signal: leading });
-      }
-      if (leading.aborted) return;
-      let child: ChildHandle;
-      try {
-        child = await startChild({
-          command: this.options.command,
-          shell: this.options.shell,
-          env: this.childEnv(term),
-          killSignal: this.options.killSignal,
-          killGraceMs: this.options.killGraceMs,
-          log: (event) => this.onChildEvent(event),
-          watchdog: this.watchdog,
-        });
-      } catch (error) {
-        if (!(error instanceof ChildSpawnError)) throw error;
-        this.log.error("child_failed", {}, error.message);
-        this.cancel({ kind: "child_done", exit: spawnFailureExit(error) });
-        return;
-      }
-      this.child = child;
-      void this.processGuard?.setGuardedProcessGroup(child.pgid, { watchdogPid: this.watchdog.pid });
-      this.http?.childStarted();
-
-      const disposeSignals = forwardSignals(child, (sig) => {
-        if (this.stopSignal === undefined) {
-          this.stopSignal = sig;
-          this.log.info("stopping", { signal: sig }, `${sig} received; waiting for the child to exit (SIGKILL after ${this.options.killGraceMs}ms)`);
-          void child.stop(`${sig} received`, { firstSignal: null });
-        } else {
-          this.log.warn("killing", { signal: "SIGKILL" }, `second ${sig}: killing the child's process group now`);
-          child.signal("SIGKILL");
-        }
-      });
-      const onLeadershipEnd = (): void => {
-        const reason = leading.reason instanceof LeadershipEndedError ? leading.reason.reason : "cancelled";
-        void child.stop(`leadership ended (${reason})`);
-      };
-      leading.addEventListener("abort", onLeadershipEnd, { once: true });
-      // Leadership may have ended (or a stop signal arrived) while the child was being spawned.
-      if (leading.aborted) onLeadershipEnd();
-
-      const exit = await child.exited;
-      // Also after a clean exit: stragglers of the group must be gone before the lease can be released.
-      const stopped = await child.stop(leading.aborted ? "leadership ended" : "child exited");
-      leading.removeEventListener("abort", onLeadershipEnd);
-      disposeSignals();
-      this.child = undefined;
-      this.http?.childExited(exit.exitCode);
-      if (!stopped.groupGone) {
-        // Something in the group survived SIGKILL: never settle, so the elector leaves the lease to expire.
-        this.log.error("group_survived", { pgid: child.pgid }, "processes of the child's group survived SIGKILL; the lease will not be released");
-        // After a lost lease the exit stays 76; otherwise end the campaign with the child's status.
-        if (!leading.aborted) this.cancel({ kind: "child_done", exit });
-        return new Promise<void>(() => undefined);
-      }
-      void this.processGuard?.setGuardedProcessGroup(undefined);
-      if (leading.aborted) return;
-
-      const ranForMs = performance.now() - child.startedAt;
-      const restartIn = this.stopSignal === undefined ? this.restart.nextDelay(exit, ranForMs) : undefined;
-      if (restartIn === undefined) {
-        this.cancel({ kind: "child_done", exit });
-        return;
-      }
-      this.log.info("restarting", { exit_code: exit.exitCode, delay_ms: restartIn }, `child exited with ${exit.exitCode}; restarting in ${restartIn}ms (--restart ${this.options.restart})`);
-      this.http?.childRestarted();
-      try {
-        await delay(restartIn, undefined, { signal: leading });
-      } catch {
-        return;
-      }
-    }
-  }
-
-  private onChildEvent(event: ChildEvent): void {
-    switch (event.type) {
-      case "child_started":
-        this.log.info("child_started", { pid: event.pid, term: this.elector.term() });
-        return;
-      case "child_exited":
-        this.log.info("child_exited", { pid: event.pid, exit_code: event.exitCode, signal: event.signal ?? undefined });
-        return;
-      case "killing":
-        this.log.info("killing", { pgid: event.pgid, signal: event.signal, reason: event.reason });
-        return;
-      case "stragglers":
-        this.log.warn("stragglers", { pgid: event.pgid }, "the child exited but processes of its group live on; stopping them");
-        return;
-      case "group_survived":
-        this.log.error("group_survived", { pgid: event.pgid, waited_ms: event.waitedMs });
-        return;
-      case "watchdog_started":
-        // A respawned watchdog (someone killed ours) must be the one the record names.
-        void this.processGuard?.setGuardedProcessGroup(this.child?.pgid, { watchdogPid: event.pid });
-        this.log.debug("watchdog_started", { pid: event.pid });
-        return;
-      case "watchdog_failed":
-        this.log.warn("watchdog_failed", { error: describeError(event.error) }, "no orphan protection: if leader-run is killed, its child keeps running");
-        return;
-      default:
-        this.log.debug(event.type, {});
-    }
-  }
-
-  private childEnv(term: number): Record<string, string> {
-    const env: Record<string, string> = {};
-    for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
-    env.LEADER_RUN_NAME = this.options.name;
-    env.LEADER_RUN_IDENTITY = this.options.identity;
-    env.LEADER_RUN_FENCING_TOKEN = String(term);
-    env.LEADER_RUN_LOCK = this.options.lock.redacted;
-    return env;
-  }
 }

@@ -5,19 +5,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startChild, type ChildHandle } from "../../src/child/supervisor.js";
 import { forwardSignals, FORWARDED_SIGNALS } from "../../src/child/signals.js";
-import { Watchdog } from "../../src/child/watchdog.js";
+import { Guard } from "../../src/child/guard.js";
 import { childEnv, cleanup, waitFor } from "./fixtures/util.js";
 
 // Signals are sent to this test process itself, with forwardSignals' handlers installed; they never
 // reach the test runner.
 
-const watchdog = new Watchdog({ stderrFormat: "quiet" });
+const guard = new Guard({ stderrFormat: "quiet" });
 const pgids: number[] = [];
 const dir = mkdtempSync(join(tmpdir(), "leader-run-signals-"));
 
 after(async () => {
   const left = cleanup(pgids);
-  await watchdog.close();
+  await guard.close();
   rmSync(dir, { recursive: true, force: true });
   assert.deepEqual(left, []);
 });
@@ -32,7 +32,7 @@ async function trapping(name: string, signal: string): Promise<{ child: ChildHan
     env: { ...childEnv(), OUT: out, READY: ready },
     killSignal: "SIGTERM",
     killGraceMs: 2000,
-    watchdog,
+    guard,
   });
   pgids.push(child.pgid);
   await waitFor("the child's trap", () => existsSync(ready));

@@ -4,18 +4,18 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ChildSpawnError, startChild, type ChildHandle, type StartChildOptions } from "../../src/child/supervisor.js";
-import { Watchdog } from "../../src/child/watchdog.js";
+import { Guard } from "../../src/child/guard.js";
 import { countLiveMembers, groupHasLiveMembers, parseGroupStat, signalNumber } from "../../src/child/process-group.js";
 import type { ChildEvent } from "../../src/child/events.js";
 import { childEnv, cleanup, marker, sleepers, waitFor } from "./fixtures/util.js";
 
-const watchdog = new Watchdog({ stderrFormat: "quiet" });
+const guard = new Guard({ stderrFormat: "quiet" });
 const started: number[] = [];
 const dir = mkdtempSync(join(tmpdir(), "leader-run-child-"));
 
 after(async () => {
   const left = cleanup(started);
-  await watchdog.close();
+  await guard.close();
   rmSync(dir, { recursive: true, force: true });
   assert.deepEqual(left, [], "marked sleep processes were left behind");
 });
@@ -26,7 +26,7 @@ async function start(options: Partial<StartChildOptions> & { command: string[] }
     env: childEnv(),
     killSignal: "SIGTERM",
     killGraceMs: 3000,
-    watchdog,
+    guard,
     ...options,
   });
   started.push(child.pgid);
@@ -147,7 +147,7 @@ describe("process group", () => {
     assert.deepEqual(sleepers(m2), []);
     assert.equal(groupHasLiveMembers(child.pgid), false);
     assert.ok(events.some((e) => e.type === "killing" && e.signal === "SIGTERM" && e.reason === "lost leadership"));
-    assert.deepEqual(watchdog.watching().includes(child.pgid), false, "a reaped group is unregistered from the watchdog");
+    assert.deepEqual(guard.watching().includes(child.pgid), false, "a reaped group is unregistered from the guard");
   });
 
   test("a group that ignores the kill signal is SIGKILLed after the grace", async () => {
@@ -167,6 +167,25 @@ describe("process group", () => {
     assert.deepEqual(sleepers(m), []);
   });
 
+  test("a late stop gets only the grace still safe, down to an immediate SIGKILL", async () => {
+    for (const [given, min, max] of [
+      [300, 270, 2500],
+      [0, 0, 2000],
+      [-50, 0, 2000],
+    ] as const) {
+      const m = marker();
+      const child = await start({ command: [`trap '' TERM; sleep ${m} & wait`], shell: true, killGraceMs: 30_000 });
+      await waitFor("the sleeper", () => sleepers(m).length === 1);
+      const t0 = performance.now();
+      const result = await child.stop("late", { graceMs: given });
+      const took = performance.now() - t0;
+      assert.equal(result.groupGone, true);
+      assert.equal(result.exit?.signal, "SIGKILL");
+      assert.ok(took >= min && took < max, `graceMs ${given}: SIGKILL after ${Math.round(took)} ms (want ${min}–${max})`);
+      assert.deepEqual(sleepers(m), []);
+    }
+  });
+
   test("stop after the child exited by itself kills processes it left in its group", async () => {
     const m = marker();
     const events: ChildEvent[] = [];
@@ -175,7 +194,7 @@ describe("process group", () => {
     // The shell may exit before its forked child has exec'd sleep; the straggler is in the group either way.
     await waitFor("the straggler's sleep", () => sleepers(m).length === 1);
     assert.ok(events.some((e) => e.type === "stragglers"));
-    assert.ok(watchdog.watching().includes(child.pgid), "the group stays guarded while stragglers live");
+    assert.ok(guard.watching().includes(child.pgid), "the group stays guarded while stragglers live");
     const result = await child.stop("child exited");
     assert.equal(result.signalled, true);
     assert.equal(result.groupGone, true);

@@ -1,0 +1,282 @@
+import { setTimeout as delay } from "node:timers/promises";
+import { LeadershipEndedError } from "../election/elector.js";
+import type { ProcessGuard } from "../locks/backend.js";
+import type { ChildEvent } from "../child/events.js";
+import { RestartPolicy } from "../child/restart.js";
+import type { ChildExit, ChildHandle, ChildSpawnError } from "../child/supervisor.js";
+import { Guard, GuardUnavailableError } from "../child/guard.js";
+import type { Logger } from "./log.js";
+import type { RunOptions } from "./options.js";
+import type { HttpHooks } from "./run-http.js";
+import { leaseDeadlines, safeGraceMs, type LeaseDeadlines } from "./run-deadlines.js";
+import { forwardChildSignals } from "./run-signals.js";
+
+
+/** How the child side ends a campaign. */
+export type ChildOutcome = { kind: "child_done"; exit: ChildExit } | { kind: "internal"; error: unknown };
+
+/** What child control needs from the campaign around it. */
+export interface ChildControlHost {
+  /** The current term (fencing token), for the child's environment and logs. */
+  term(): number | undefined;
+  /** Ends the campaign. */
+  cancel(outcome: ChildOutcome): void;
+}
+
+export type SupervisorLoader = () => Promise<typeof import("../child/supervisor.js")>;
+
+/** Exit code for a spawn failure, as shells report them. */
+function spawnFailureExit(error: ChildSpawnError): ChildExit {
+  const code = error.reason === "not_found" ? 127 : 126;
+  return { code, signal: null, exitCode: code };
+}
+
+export function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** How the last child's group ended: "survived" when something outlived SIGKILL. */
+export type GroupFate = "gone" | "survived";
+
+/**
+ * Child control for one leader-run: starts the child once we lead, restarts it by --restart, stops
+ * (and reaps) its whole group when leadership ends or a stop signal arrives, and gives the guard
+ * every new deadline.
+ */
+export class ChildControl {
+  private current: ChildHandle | undefined;
+  private stopSignal: NodeJS.Signals | undefined;
+  private readonly restart: RestartPolicy;
+  /** The dead-man's switch, one per leader-run, shared by every restart of the child. */
+  private readonly guard: Guard;
+  private deadlines: LeaseDeadlines | undefined;
+  /** Settles once the last lead()'s child group is gone (or known to have survived SIGKILL). */
+  private fate: Promise<GroupFate> = Promise.resolve("gone");
+
+  constructor(
+    private readonly options: RunOptions,
+    private readonly log: Logger,
+    /** Present exactly when the backend declares `seesHolderProcesses` (src/locks/backend.ts). */
+    private readonly processGuard: ProcessGuard | undefined,
+    private readonly http: HttpHooks | undefined,
+    private readonly supervisor: SupervisorLoader,
+    private readonly host: ChildControlHost,
+  ) {
+    this.guard = new Guard({
+      log: (event) => this.onChildEvent(event),
+      stderrFormat: options.logLevel === "error" ? "quiet" : options.logFormat,
+      onUnguarded: (pgid, error) => this.onUnguarded(pgid, error),
+    });
+    this.restart = new RestartPolicy({ mode: options.restart, initialDelayMs: options.restartDelayMs });
+  }
+
+  /** Whether a child runs now. */
+  get running(): boolean {
+    return this.current !== undefined;
+  }
+
+  /** A stop signal arrived while leading with no child running: start no (further) child. */
+  requestStop(signal: NodeJS.Signals): void {
+    this.stopSignal ??= signal;
+  }
+
+  async close(): Promise<void> {
+    await this.guard.close();
+  }
+
+  /**
+   * A successful acquire or renew, its write sent at `sentAt` (performance.now()): the guard's new
+   * deadline. Synchronous, so nothing of ours can delay it past the event.
+   */
+  onLeaseWritten(sentAt: number): void {
+    this.deadlines = leaseDeadlines(sentAt, this.options);
+    this.guard.extend(this.deadlines);
+  }
+
+  /**
+   * Resolves once the previous leadership's child group is gone: "survived" if something outlived
+   * SIGKILL. Campaigning again before that could run two copies of the command.
+   */
+  settled(): Promise<GroupFate> {
+    return this.fate;
+  }
+
+  /**
+   * Last resort (an unhandled rejection or exception): stop the child within the grace still safe,
+   * bounded, so the caller can exit. The guard stops the group anyway once our pipe closes.
+   */
+  async emergencyStop(reason: string): Promise<void> {
+    const child = this.current;
+    if (child === undefined) return;
+    const grace = this.graceNow();
+    await Promise.race([child.stop(reason, { graceMs: grace }), new Promise((resolve) => setTimeout(resolve, grace + 2000).unref())]);
+  }
+
+  /** The kill grace a stop starting now may use: shortened to what is still safe, down to 0. */
+  private graceNow(): number {
+    return safeGraceMs(this.deadlines, this.options.killGraceMs, performance.now());
+  }
+
+  /**
+   * onStartedLeading. A bug in here must not leave us leading with no child: it ends the campaign
+   * (exit 70) after whatever child was started has been stopped.
+   */
+  lead(leading: AbortSignal): Promise<void> {
+    let settle: (fate: GroupFate) => void = () => undefined;
+    this.fate = new Promise((resolve) => (settle = resolve));
+    return this.leadAndSettle(leading, settle);
+  }
+
+  private async leadAndSettle(leading: AbortSignal, settle: (fate: GroupFate) => void): Promise<void> {
+    let fate: GroupFate = "gone";
+    try {
+      fate = await this.superviseChild(leading);
+    } catch (error) {
+      if (error instanceof GuardUnavailableError) {
+        this.log.error("guard_unavailable", { error: error.message }, `no child is started without a live guard: ${error.message}`);
+      } else {
+        this.log.error("internal_error", { error: describeError(error) }, "internal error while supervising the child; this is a bug in leader-run");
+      }
+      // The lease is released once this returns, so a child must be gone first.
+      const stopped = await this.current?.stop("internal error", { graceMs: this.graceNow() });
+      this.current = undefined;
+      this.host.cancel({ kind: "internal", error });
+      if (stopped && !stopped.groupGone) fate = "survived";
+    } finally {
+      settle(fate);
+    }
+    // Something survived SIGKILL: never settle, so the elector leaves the lease to expire.
+    if (fate === "survived") return new Promise<void>(() => undefined);
+  }
+
+  /** A guard that died could not be restarted: the child must not run unguarded. */
+  private onUnguarded(pgid: number, error: GuardUnavailableError): void {
+    const child = this.current;
+    if (child === undefined || child.pgid !== pgid) return;
+    this.log.error("guard_unavailable", { pgid, error: error.message }, `the guard died and could not be restarted; stopping the child: ${error.message}`);
+    this.host.cancel({ kind: "internal", error });
+    void child.stop("guard unavailable", { graceMs: this.graceNow() });
+  }
+
+  private async superviseChild(leading: AbortSignal): Promise<GroupFate> {
+    const term = this.host.term() ?? 0;
+    while (!leading.aborted) {
+      if (this.stopSignal !== undefined) return "gone";
+      const { startChild, ChildSpawnError } = await this.supervisor();
+      // Name the guard in the record before the child exists: if we die between spawning the child and
+      // recording its group, a standby on this host still waits for the guard that is killing it.
+      await this.guard.start();
+      if (this.processGuard !== undefined && this.guard.pid !== undefined) {
+        await this.processGuard.setGuardedProcessGroup(undefined, { watchdogPid: this.guard.pid, signal: leading });
+      }
+      if (leading.aborted) return "gone";
+      let child: ChildHandle;
+      try {
+        child = await startChild({
+          command: this.options.command,
+          shell: this.options.shell,
+          env: this.childEnv(term),
+          killSignal: this.options.killSignal,
+          killGraceMs: this.options.killGraceMs,
+          log: (event) => this.onChildEvent(event),
+          guard: this.guard,
+        });
+      } catch (error) {
+        if (!(error instanceof ChildSpawnError)) throw error;
+        this.log.error("child_failed", {}, error.message);
+        this.host.cancel({ kind: "child_done", exit: spawnFailureExit(error) });
+        return "gone";
+      }
+      this.current = child;
+      void this.processGuard?.setGuardedProcessGroup(child.pgid, { watchdogPid: this.guard.pid });
+      this.http?.childStarted();
+
+      const disposeSignals = forwardChildSignals(child, this.log, () => this.graceNow(), (sig) => {
+        if (this.stopSignal !== undefined) return false;
+        this.stopSignal = sig;
+        return true;
+      });
+      const onLeadershipEnd = (): void => {
+        const reason = leading.reason instanceof LeadershipEndedError ? leading.reason.reason : "cancelled";
+        // A stop that starts late (after a pause) gets only the grace still safe, down to SIGKILL now.
+        void child.stop(`leadership ended (${reason})`, { graceMs: this.graceNow() });
+      };
+      leading.addEventListener("abort", onLeadershipEnd, { once: true });
+      // Leadership may have ended (or a stop signal arrived) while the child was being spawned.
+      if (leading.aborted) onLeadershipEnd();
+
+      const exit = await child.exited;
+      // Also after a clean exit: stragglers of the group must be gone before the lease can be released.
+      const stopped = await child.stop(leading.aborted ? "leadership ended" : "child exited", { graceMs: this.graceNow() });
+      leading.removeEventListener("abort", onLeadershipEnd);
+      disposeSignals();
+      this.current = undefined;
+      this.http?.childExited(exit.exitCode);
+      if (!stopped.groupGone) {
+        // Something in the group survived SIGKILL: never settle, so the elector leaves the lease to expire.
+        this.log.error("group_survived", { pgid: child.pgid }, "processes of the child's group survived SIGKILL; the lease will not be released");
+        // After a lost lease the exit stays 76; otherwise end the campaign with the child's status.
+        if (!leading.aborted) this.host.cancel({ kind: "child_done", exit });
+        return "survived";
+      }
+      void this.processGuard?.setGuardedProcessGroup(undefined);
+      if (leading.aborted) return "gone";
+
+      const ranForMs = performance.now() - child.startedAt;
+      const restartIn = this.stopSignal === undefined ? this.restart.nextDelay(exit, ranForMs) : undefined;
+      if (restartIn === undefined) {
+        this.host.cancel({ kind: "child_done", exit });
+        return "gone";
+      }
+      this.log.info("restarting", { exit_code: exit.exitCode, delay_ms: restartIn }, `child exited with ${exit.exitCode}; restarting in ${restartIn}ms (--restart ${this.options.restart})`);
+      this.http?.childRestarted();
+      try {
+        await delay(restartIn, undefined, { signal: leading });
+      } catch {
+        return "gone";
+      }
+    }
+    return "gone";
+  }
+
+  private onChildEvent(event: ChildEvent): void {
+    switch (event.type) {
+      case "child_started":
+        this.log.info("child_started", { pid: event.pid, term: this.host.term() });
+        return;
+      case "child_exited":
+        this.log.info("child_exited", { pid: event.pid, exit_code: event.exitCode, signal: event.signal ?? undefined });
+        return;
+      case "killing":
+        this.log.info("killing", { pgid: event.pgid, signal: event.signal, reason: event.reason });
+        return;
+      case "stragglers":
+        this.log.warn("stragglers", { pgid: event.pgid }, "the child exited but processes of its group live on; stopping them");
+        return;
+      case "group_survived":
+        this.log.error("group_survived", { pgid: event.pgid, waited_ms: event.waitedMs });
+        return;
+      case "guard_started":
+        // A restarted guard (someone killed ours) must be the one the record names.
+        void this.processGuard?.setGuardedProcessGroup(this.current?.pgid, { watchdogPid: event.pid });
+        this.log.debug("guard_started", { pid: event.pid, shell: event.shell });
+        return;
+      case "guard_exited":
+        this.log.warn("guard_exited", { pid: event.pid, code: event.code ?? undefined, signal: event.signal ?? undefined }, "the guard died; restarting it");
+        return;
+      case "guard_failed":
+        this.log.debug("guard_failed", { error: describeError(event.error) });
+        return;
+    }
+  }
+
+  private childEnv(term: number): Record<string, string> {
+    const env: Record<string, string> = {};
+    for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
+    env.LEADER_RUN_NAME = this.options.name;
+    env.LEADER_RUN_IDENTITY = this.options.identity;
+    env.LEADER_RUN_FENCING_TOKEN = String(term);
+    env.LEADER_RUN_LOCK = this.options.lock.redacted;
+    return env;
+  }
+}

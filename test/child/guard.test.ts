@@ -1,0 +1,284 @@
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { startChild } from "../../src/child/supervisor.js";
+import { Guard, GuardUnavailableError, GUARD_SCRIPT } from "../../src/child/guard.js";
+import { groupHasLiveMembers } from "../../src/child/process-group.js";
+import type { ChildEvent } from "../../src/child/events.js";
+import { childEnv, cleanup, isRunning, marker, sleepers, waitFor } from "./fixtures/util.js";
+
+const FIXTURE = fileURLToPath(new URL("./fixtures/supervise.ts", import.meta.url));
+const pgids: number[] = [];
+const pids: number[] = [];
+/** Guards' sessions: their timers live on in them when a test kills only the guard. */
+const guardGroups: number[] = [];
+const dir = mkdtempSync(join(tmpdir(), "leader-run-guard-"));
+
+after(() => {
+  const left = cleanup([...pgids, ...guardGroups], pids);
+  rmSync(dir, { recursive: true, force: true });
+  assert.deepEqual(left, [], "marked sleep processes were left behind");
+});
+
+interface Supervisor {
+  proc: ChildProcess;
+  info: { pid: number; childPid: number; pgid: number; guardPid: number };
+  stderr: () => string;
+  /** Its exit code, once its pipes closed too: only then is all of its stderr in. */
+  closed: Promise<number | null>;
+}
+
+/** Starts the fixture (a stand-in for leader-run) and waits for its report line. */
+async function supervise(args: object): Promise<Supervisor> {
+  const proc = spawn(process.execPath, ["--import", "tsx", FIXTURE, JSON.stringify(args)], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  pids.push(proc.pid ?? 0);
+  let err = "";
+  proc.stderr?.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
+  const closed = new Promise<number | null>((resolve) => proc.once("close", (code) => resolve(code)));
+  const lines = createInterface({ input: proc.stdout! });
+  const first = await Promise.race([
+    new Promise<string>((resolve) => lines.once("line", resolve)),
+    closed.then((code) => Promise.reject(new Error(`fixture exited ${code} before reporting: ${err}`))),
+  ]);
+  lines.close();
+  const info = JSON.parse(first) as Supervisor["info"];
+  pgids.push(info.pgid);
+  pids.push(info.guardPid);
+  guardGroups.push(info.guardPid);
+  return { proc, info, stderr: () => err, closed };
+}
+
+/**
+ * Waits for the guard's report on the shared stderr pipe. The report is written after the signal is
+ * sent, so the group can be seen dead (and the guard gone) before the line reaches this process.
+ */
+async function reported(sup: Supervisor, line: RegExp): Promise<void> {
+  try {
+    await waitFor(`the guard to report ${line}`, () => line.test(sup.stderr()), 5000);
+  } catch {
+    assert.match(sup.stderr(), line);
+  }
+}
+
+/** Whether the process ignores signal `n` (SigIgn in /proc/<pid>/status). */
+function ignores(pid: number, n: number): boolean {
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, "utf8").match(/^SigIgn:\s*([0-9a-f]+)$/m);
+    return line?.[1] !== undefined && (BigInt(`0x${line[1]}`) & (1n << BigInt(n - 1))) !== 0n;
+  } catch {
+    return false;
+  }
+}
+
+
+/** The guard must behave the same under every POSIX sh it may meet as /bin/sh. */
+const SHELLS: Array<{ name: string; argv: string[] }> = [
+  { name: "dash", argv: ["dash"] },
+  { name: "busybox ash", argv: ["busybox", "ash"] },
+  { name: "bash", argv: ["bash"] },
+].filter((s) => {
+  const found = ["/usr/bin", "/bin"].some((d) => existsSync(join(d, s.argv[0] ?? "")));
+  if (!found && process.env.CI === "true") throw new Error(`${s.argv[0]} is missing: the guard must be tested under it`);
+  return found;
+});
+
+for (const { name, argv } of SHELLS) {
+  describe(`guard under ${name}`, () => {
+    test("SIGKILL of the supervising process stops the child's whole group within a few seconds", async () => {
+      const [m1, m2] = [marker(), marker()];
+      const sup = await supervise({ command: [`sleep ${m1} & sleep ${m2}; wait`], shell: true, killGraceMs: 1000, guardShell: argv });
+      assert.ok(sup.info.guardPid > 0, "the guard runs alongside the child");
+      await waitFor("both grandchildren", () => sleepers(m1).length === 1 && sleepers(m2).length === 1);
+
+      sup.proc.kill("SIGKILL");
+      const took = await waitFor(
+        "the group to be stopped",
+        () => !groupHasLiveMembers(sup.info.pgid) && sleepers(m1).length === 0 && sleepers(m2).length === 0,
+        8000,
+      );
+      assert.ok(took < 5000, `group stopped ${Math.round(took)} ms after the supervisor died`);
+      await waitFor("the guard to exit", () => !isRunning(sup.info.guardPid), 5000);
+      await reported(sup, new RegExp(`sent SIGTERM to process group ${sup.info.pgid}`));
+    });
+
+    test("after the supervisor dies, a group that ignores the kill signal is SIGKILLed after the grace", async () => {
+      const m = marker();
+      const grace = 1500;
+      const sup = await supervise({ command: [`trap '' TERM; sleep ${m} & wait`], shell: true, killGraceMs: grace, guardShell: argv });
+      await waitFor("the sleeper", () => sleepers(m).length === 1);
+
+      sup.proc.kill("SIGKILL");
+      const took = await waitFor("the group to be killed", () => !groupHasLiveMembers(sup.info.pgid), grace + 8000);
+      assert.ok(took >= grace * 0.8, `group died ${Math.round(took)} ms after the supervisor, before the ${grace} ms grace`);
+      assert.ok(took < grace + 5000, `group died only ${Math.round(took)} ms after the supervisor`);
+      await waitFor("the guard to exit", () => !isRunning(sup.info.guardPid), 5000);
+      await reported(sup, new RegExp(`sent SIGKILL to process group ${sup.info.pgid}`));
+    });
+
+    test("a SIGSTOPped supervisor's child is stopped by the deadline: signal at signalAt, SIGKILL by killAt", async () => {
+      const m = marker();
+      // The child ignores SIGTERM, so only the SIGKILL at killAt can end it.
+      const sup = await supervise({
+        command: [`trap '' TERM; sleep ${m} & wait`],
+        shell: true,
+        killGraceMs: 60_000,
+        guardShell: argv,
+        deadline: { signalInMs: 1000, killInMs: 2000 },
+        extendEveryMs: 200,
+      });
+      await waitFor("the sleeper", () => sleepers(m).length === 1);
+      sup.proc.kill("SIGSTOP");
+      const frozenAt = performance.now();
+      try {
+        await waitFor("the group to be killed", () => !groupHasLiveMembers(sup.info.pgid), 10_000);
+        const took = performance.now() - frozenAt;
+        // The last extension was sent before the freeze: SIGKILL is due at most killInMs after it.
+        // killAt was at most 2000 ms after the freeze; allow the guard's own latency on a loaded machine.
+        assert.ok(took < 2000 + 700, `group died ${Math.round(took)} ms after the freeze; killAt was 2000 ms after the last extension`);
+        assert.ok(took > 1000, `group died ${Math.round(took)} ms after the freeze, before its deadline`);
+      } finally {
+        sup.proc.kill("SIGKILL");
+        sup.proc.kill("SIGCONT");
+      }
+    });
+
+    test("a SIGSTOPped guard still fires: its timers are separate processes", async () => {
+      const m = marker();
+      const sup = await supervise({
+        command: ["sleep", m],
+        shell: false,
+        killGraceMs: 60_000,
+        guardShell: argv,
+        deadline: { signalInMs: 1500, killInMs: 2500 },
+      });
+      const startedAt = performance.now();
+      process.kill(sup.info.guardPid, "SIGSTOP");
+      try {
+        const took = await waitFor("the group to be stopped", () => !groupHasLiveMembers(sup.info.pgid), 10_000);
+        assert.ok(took < 1500 + 1000, `group stopped ${Math.round(performance.now() - startedAt)} ms after the deadline was set`);
+      } finally {
+        process.kill(sup.info.guardPid, "SIGCONT");
+        sup.proc.kill("SIGKILL");
+      }
+    });
+
+    test("extensions keep the child running past its first deadline", async () => {
+      const m = marker();
+      const sup = await supervise({
+        command: ["sleep", m],
+        shell: false,
+        killGraceMs: 1000,
+        guardShell: argv,
+        // Generous against a loaded machine: only a 1.5 s stall of the fixture's event loop lets it fire.
+        deadline: { signalInMs: 1500, killInMs: 2500 },
+        extendEveryMs: 100,
+      });
+      await new Promise((r) => setTimeout(r, 4000));
+      assert.equal(sleepers(m).length, 1, "the child was killed although its deadline kept moving");
+      assert.ok(groupHasLiveMembers(sup.info.pgid));
+      sup.proc.kill("SIGKILL");
+      await waitFor("the group to be stopped", () => !groupHasLiveMembers(sup.info.pgid), 8000);
+    });
+
+    test("SIGKILL of the supervisor and its guard's whole session together: the parent-death signal stops the child", async (t) => {
+      if (!existsSync("/usr/bin/setpriv")) {
+        if (process.env.CI === "true") throw new Error("setpriv (util-linux) is missing");
+        t.skip("setpriv is missing: no parent-death signal on this system");
+        return;
+      }
+      const m = marker();
+      // No deadline: neither a timer nor the guard can act; only the kernel's parent-death signal can.
+      const sup = await supervise({ command: ["sleep", m], shell: false, killGraceMs: 60_000, guardShell: argv });
+      await waitFor("the sleeper", () => sleepers(m).length === 1);
+      process.kill(-sup.info.guardPid, "SIGKILL");
+      sup.proc.kill("SIGKILL");
+      const took = await waitFor("the child to be stopped", () => !groupHasLiveMembers(sup.info.pgid), 5000);
+      assert.ok(took < 2000, `child stopped ${Math.round(took)} ms after both died`);
+    });
+
+    test("the guard ignores the stop and job-control signals meant for leader-run", async () => {
+      const guard = new Guard({ stderrFormat: "quiet", shell: argv });
+      await guard.start();
+      const pid = guard.pid;
+      assert.ok(pid !== undefined);
+      pids.push(pid);
+      guardGroups.push(pid);
+      for (const n of [1, 2, 3, 15, 20, 21, 22]) assert.ok(ignores(pid, n), `signal ${n} is not ignored`);
+      for (const sig of ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGTSTP"] as const) process.kill(pid, sig);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(isRunning(pid), "the guard survived");
+      await guard.close();
+      assert.equal(isRunning(pid), false);
+    });
+  });
+}
+
+describe("guard lifecycle", () => {
+  test("the guard never keeps the supervisor alive and exits when it exits", async () => {
+    const sup = await supervise({ command: ["sleep", "0.1"], shell: false, killGraceMs: 1000, mode: "finish" });
+    const code = await new Promise<number | null>((resolve) => {
+      if (sup.proc.exitCode !== null) resolve(sup.proc.exitCode);
+      else sup.proc.once("exit", (c) => resolve(c));
+    });
+    assert.equal(code, 0);
+    await waitFor("the guard to exit", () => !isRunning(sup.info.guardPid), 5000);
+    await sup.closed;
+    assert.equal(sup.stderr(), "", "nothing was killed");
+  });
+
+  test("a killed guard is restarted, guards the running child again, and its old timers are gone", async () => {
+    const events: ChildEvent[] = [];
+    const guard = new Guard({ stderrFormat: "quiet", log: (e) => events.push(e) });
+    const m = marker();
+    let now = performance.now();
+    guard.extend({ signalAt: now + 1500, killAt: now + 2000 });
+    const child = await startChild({ command: ["sleep", m], shell: false, env: childEnv(), killSignal: "SIGTERM", killGraceMs: 2000, guard });
+    pgids.push(child.pgid);
+    const first = guard.pid;
+    assert.ok(first !== undefined);
+    guardGroups.push(first);
+    process.kill(first, "SIGKILL");
+    await waitFor("a new guard", () => guard.pid !== undefined && guard.pid !== first, 5000);
+    guardGroups.push(guard.pid ?? 0);
+    assert.ok(events.some((e) => e.type === "guard_exited" && e.signal === "SIGKILL"));
+    // Keep extending past the first guard's deadline: its orphaned timers must not fire.
+    const extending = setInterval(() => {
+      now = performance.now();
+      guard.extend({ signalAt: now + 1500, killAt: now + 2000 });
+    }, 200);
+    await new Promise((r) => setTimeout(r, 2800));
+    clearInterval(extending);
+    assert.equal(sleepers(m).length, 1, "the dead guard's timer killed the child");
+
+    // Closing the pipe looks to the guard exactly like our death: it must stop the child.
+    await guard.close();
+    const exit = await child.exited;
+    assert.equal(exit.signal, "SIGTERM");
+    assert.deepEqual(sleepers(m), []);
+  });
+
+  test("fail-closed: without a guard, the command never starts", async () => {
+    const ran = join(dir, "ran");
+    for (const guard of [
+      new Guard({ stderrFormat: "quiet", script: join(dir, "missing.sh") }),
+      new Guard({ stderrFormat: "quiet", shell: [join(dir, "no-such-shell")] }),
+      // A shell that starts but never answers.
+      new Guard({ stderrFormat: "quiet", shell: ["sh", "-c", "exec sleep 3"], ackTimeoutMs: 500 }),
+    ]) {
+      await assert.rejects(
+        startChild({ command: [`: > ${ran}`], shell: true, env: childEnv(), killSignal: "SIGTERM", killGraceMs: 1000, guard }),
+        GuardUnavailableError,
+      );
+      await guard.close();
+    }
+    assert.equal(existsSync(ran), false, "the command ran without a guard");
+    assert.ok(existsSync(GUARD_SCRIPT));
+  });
+});
