@@ -329,6 +329,17 @@ function spawnError(result: Result): ChildSpawnError {
 }
 
 /**
+ * Whether `command` looks runnable (found, executable, its #! interpreter present), checked the way
+ * startChild checks it, so a caller can refuse a typo before waiting for anything. Undefined when it
+ * looks fine; with `shell`, /bin/sh parses the words later, so nothing is checked.
+ */
+export function checkCommand(command: readonly string[], shell: boolean, env: NodeJS.ProcessEnv, cwd?: string): ChildSpawnError | undefined {
+  const [first] = command;
+  if (shell || first === undefined) return undefined;
+  return preflight(first, env.PATH, cwd);
+}
+
+/**
  * Why exec would fail for `file`, as a shell would report it, or undefined when it looks runnable.
  * A failure this cannot foresee (a binary whose dynamic loader is missing, a file removed meanwhile)
  * still ends the gate with the shell's 126 or 127 and env's message.

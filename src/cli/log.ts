@@ -46,6 +46,10 @@ export const LOG_EVENTS = [
   "http_listening",
   "http_error",
   "warning",
+  "backend_warning", // a library's own console output, routed through this logger
+  "holding", // --min-hold: the command is done, the lease is kept a while
+  "usage_error", // under --log-format json
+  "error",
   "internal_error",
 ] as const;
 export type KnownLogEvent = (typeof LOG_EVENTS)[number];

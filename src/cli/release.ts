@@ -14,6 +14,16 @@ import { openTargetLock, readRecord, withTimeout } from "./status.js";
 
 const ATTEMPTS = 5;
 
+/** `release` refused: someone else holds the lease. Exit 75. */
+class HeldByOtherError extends NotAcquiredError {
+  constructor(
+    message: string,
+    readonly holder: string,
+  ) {
+    super(message);
+  }
+}
+
 export interface ReleaseResult {
   lease: string;
   location: string;
@@ -49,8 +59,9 @@ export async function runRelease(options: ReleaseOptions, stdout: LogSink, now: 
           return { ...base, released: false, previousHolder: null, term: record?.leaderTransitions ?? null };
         }
         if (!options.force && record.holderIdentity !== options.identity) {
-          throw new NotAcquiredError(
+          throw new HeldByOtherError(
             `lease ${options.name} is held by ${record.holderIdentity}, not ${options.identity}; nothing released (--force releases it anyway)`,
+            record.holderIdentity,
           );
         }
         try {
@@ -65,6 +76,14 @@ export async function runRelease(options: ReleaseOptions, stdout: LogSink, now: 
     });
     stdout.write(options.output === "json" ? `${JSON.stringify(result)}\n` : releaseText(result));
     return ExitCode.OK;
+  } catch (e) {
+    // Asked for JSON, a refusal is a result too: say so on stdout, and still exit with its code.
+    if (options.output === "json" && e instanceof HeldByOtherError) {
+      const refused = { lease: options.name, location: lock.describe(), released: false, refused: true, holder: e.holder, error: e.message };
+      stdout.write(`${JSON.stringify(refused)}\n`);
+      return e.exitCode;
+    }
+    throw e;
   } finally {
     await lock.close?.();
   }

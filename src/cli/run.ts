@@ -27,6 +27,16 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
   for (const warning of options.warnings) log.warn("warning", {}, warning);
   if (options.nameDerived) log.info("lease_name", {}, `lease name "${options.name}" (derived from the command; set --name to choose one)`);
 
+  // The supervisor pulls in execa, a large module tree; it is needed now anyway, to refuse a command
+  // that cannot run before waiting for the lease (a typo must not wait an hour to say 127).
+  let loading: Promise<typeof import("../child/supervisor.js")> | undefined;
+  const supervisor: SupervisorLoader = () => (loading ??= import("../child/supervisor.js"));
+  const problem = (await supervisor()).checkCommand(options.command, options.shell, process.env);
+  if (problem !== undefined) {
+    log.error("child_failed", {}, `${problem.message}; not campaigning`);
+    return problem.exitCode;
+  }
+
   const lock = await openLock(options.lock, {
     name: options.name,
     identity: options.identity,
@@ -36,12 +46,6 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
     kubeconfig: options.kubeconfig,
     onWarning: (message) => log.warn("backend_warning", {}, message),
   });
-
-  // The supervisor pulls in execa, a large module tree: load it while we campaign rather than before.
-  // With --no-wait, only once we lead, so a cron standby that finds the lease taken exits without it.
-  let loading: Promise<typeof import("../child/supervisor.js")> | undefined;
-  const supervisor: SupervisorLoader = () => (loading ??= import("../child/supervisor.js"));
-  if (!options.noWait) supervisor().catch(() => undefined);
 
   let http: HttpHooks | undefined;
   try {
@@ -124,7 +128,10 @@ class LeaderRun {
     if (cause?.kind === "child_done") return cause.exit.exitCode;
     if (cause?.kind === "signal") return 128 + signalNumber(cause.signal);
     if (cause?.kind === "not_acquired") {
-      this.log.warn("not_acquired", { holder: this.elector.getLeader() }, this.notAcquiredMessage());
+      // With --no-wait, finding the lease taken is the normal skip of a cron run: info, so --quiet says
+      // nothing. Giving up after --wait is a surprise worth a warning.
+      const level = this.options.noWait ? "info" : "warn";
+      this.log[level]("not_acquired", { holder: this.elector.getLeader() }, this.notAcquiredMessage());
       return this.options.conflictExitCode;
     }
     if (cause?.kind === "internal") return ExitCode.INTERNAL;

@@ -131,11 +131,12 @@ function relative(date: Date, now: Date): string {
   return ms > 0 ? `in ${formatDuration(ms)}` : `${formatDuration(-ms)} ago`;
 }
 
+/** The state names are the JSON ones (scripts may grep either output); the rest explains them. */
 const STATE_TEXT: Record<LeaseState, string> = {
-  live: "held",
+  live: "live (held and renewed in time)",
   expired: "expired (nobody renewed it in time; the next candidate takes it)",
-  released: "free (released)",
-  absent: "free (never created)",
+  released: "released (free)",
+  absent: "absent (free, never created)",
 };
 
 export function statusText(s: LeaseStatus, now: Date): string {

@@ -58,7 +58,7 @@ describe("leader-run status", () => {
     const r = await cli(["status", ...lockArg(), "--name", "never"]);
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stdout, /^lease:\s+never$/m);
-    assert.match(r.stdout, /^state:\s+free \(never created\)$/m);
+    assert.match(r.stdout, /^state:\s+absent \(free, never created\)$/m);
     const j = await cli(["status", ...lockArg(), "--name", "never", "--output", "json"]);
     assert.equal(j.code, 3);
     assert.deepEqual(JSON.parse(j.stdout), {
@@ -80,7 +80,7 @@ describe("leader-run status", () => {
     await seed("live", record);
     const r = await cli(["status", ...lockArg(), "--name", "live"]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^state:\s+held$/m);
+    assert.match(r.stdout, /^state:\s+live \(held and renewed in time\)$/m);
     assert.match(r.stdout, /^holder:\s+web-1_aaaa1111$/m);
     // Rounded to the second: the time seeding and reading took (fsyncs) may add one, as for the next two.
     assert.match(r.stdout, /^since:\s+\S+Z \(1m[01]s ago\)$/m);
@@ -137,7 +137,7 @@ describe("leader-run release", () => {
     assert.equal(after.acquireTime?.getTime(), after.renewTime?.getTime());
     const s = await cli(["status", ...lockArg(), "--name", "ours"]);
     assert.equal(s.code, 3);
-    assert.match(s.stdout, /^state:\s+free \(released\)$/m);
+    assert.match(s.stdout, /^state:\s+released \(free\)$/m);
   });
 
   it("--force releases whoever holds it", async () => {
