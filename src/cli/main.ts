@@ -55,7 +55,7 @@ export async function main(argv: readonly string[], io: Partial<MainIO> = {}): P
       }
       case "release": {
         const { runRelease } = await import("./release.js");
-        return await runRelease(parsed.options, stdout);
+        return await runRelease(parsed.options, stdout, undefined, (message) => log.warn("warning", {}, message));
       }
     }
   } catch (e) {
