@@ -47,6 +47,8 @@ export const LOG_EVENTS = [
   "http_error",
   "warning",
   "backend_warning", // a library's own console output, routed through this logger
+  "hook_finished", // a lifecycle hook ended (exit_code, signal, duration_ms)
+  "hook_failed", // a lifecycle hook could not be started
   "holding", // --min-hold: the command is done, the lease is kept a while
   "usage_error", // under --log-format json
   "error",

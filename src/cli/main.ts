@@ -51,7 +51,7 @@ export async function main(argv: readonly string[], io: Partial<MainIO> = {}): P
     switch (parsed.command) {
       case "status": {
         const { runStatus } = await import("./status.js");
-        return await runStatus(parsed.options, stdout);
+        return await runStatus(parsed.options, stdout, undefined, (message) => log.warn("warning", {}, message));
       }
       case "release": {
         const { runRelease } = await import("./release.js");

@@ -12,6 +12,7 @@ import { DurationSyntaxError, formatDuration, parseDuration } from "./duration.j
 import { UsageError } from "./errors.js";
 import { LOG_FORMATS, LOG_LEVELS, effectiveLevel } from "./log.js";
 import type { LogFormat, LogLevel } from "./log.js";
+import { HOOK_NAMES, type HookName } from "./hooks.js";
 import { COMPLETE_COMMAND, COMPLETION_SHELLS, completionScript, completions, shellFromEnv } from "./completion.js";
 import { commandSlug, defaultIdentity, leaseNameProblem, readableSlug } from "./slug.js";
 
@@ -45,6 +46,7 @@ export const DEFAULTS = {
   restart: "never",
   restartDelayMs: 1_000,
   healthzTimeoutMs: 20_000,
+  hookTimeoutMs: 30_000,
   onLost: "exit",
   logFormat: "text",
   logLevel: "info",
@@ -97,6 +99,9 @@ export interface RunOptions extends LeaseTarget {
   waitMs: number | undefined;
   /** Hold the lease (running nothing) until this long after the command started; 0 = release at once. */
   minHoldMs: number;
+  /** Lifecycle hook commands (shell command lines), by hook name. */
+  hooks: Partial<Record<HookName, string>>;
+  hookTimeoutMs: number;
   /** Try once (also set by `--wait 0`). */
   noWait: boolean;
   conflictExitCode: number;
@@ -115,6 +120,8 @@ export interface RunOptions extends LeaseTarget {
 
 export interface StatusOptions extends LeaseTarget {
   output: OutputFormat;
+  /** Keep printing changes until interrupted. */
+  watch: boolean;
 }
 
 export interface ReleaseOptions extends LeaseTarget {
@@ -158,6 +165,7 @@ const G_LEASE = "Lease:";
 const G_TIMING = "Timing:";
 const G_CHILD = "Command:";
 const G_OUTPUT = "Output:";
+const G_HOOKS = "Hooks:";
 
 /**
  * The lock locations this build can open, for --help and completion (a scheme that parses but whose
@@ -224,6 +232,34 @@ export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
   release: { type: "boolean", group: G_CHILD, commands: RUN, default: "true", describe: "release the lease on a clean stop so a standby takes over at once" },
   "no-release": { type: "boolean", group: G_CHILD, commands: RUN, default: "false", describe: "leave the lease to expire instead of releasing it" },
   shell: { type: "boolean", group: G_CHILD, commands: RUN, default: "false", describe: "run the command through /bin/sh -c (the words are joined by spaces)" },
+  "on-started-leading": {
+    type: "string",
+    group: G_HOOKS,
+    commands: RUN,
+    default: "none",
+    describe: "shell command run (not awaited) when we become leader; gets LEADER_RUN_NAME, LEADER_RUN_IDENTITY, LEADER_RUN_FENCING_TOKEN",
+  },
+  "on-stopped-leading": {
+    type: "string",
+    group: G_HOOKS,
+    commands: RUN,
+    default: "none",
+    describe: "shell command run after leadership ended, the command was stopped and the lease released or left",
+  },
+  "on-new-leader": {
+    type: "string",
+    group: G_HOOKS,
+    commands: RUN,
+    default: "none",
+    describe: "shell command run when the holder changes (us included); LEADER_RUN_NEW_LEADER names it",
+  },
+  "hook-timeout": {
+    type: "string",
+    group: G_HOOKS,
+    commands: RUN,
+    default: "30s",
+    describe: "hooks running longer are killed (SIGTERM, then SIGKILL 1s later); hooks never delay stopping the command or releasing the lease",
+  },
   http: {
     type: "string",
     group: G_OUTPUT,
@@ -239,6 +275,13 @@ export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
     describe: "with --http: /healthz fails once we lead but have not renewed for this long beyond the lease duration (client-go's HealthzAdaptor)",
   },
   output: { type: "string", group: G_OUTPUT, commands: ["status", "release"], choices: OUTPUT_FORMATS, default: "text", describe: "text | json" },
+  watch: {
+    type: "boolean",
+    group: G_OUTPUT,
+    commands: ["status"],
+    default: "false",
+    describe: "keep watching: print one line (or JSON object) per change of holder or state until interrupted",
+  },
   force: { type: "boolean", group: G_LEASE, commands: ["release"], default: "false", describe: "release the lease whoever holds it" },
   "log-format": { type: "string", group: G_OUTPUT, commands: ALL, choices: LOG_FORMATS, default: "text", describe: "text | json (JSON lines); logs go to stderr" },
   "log-level": { type: "string", group: G_OUTPUT, commands: ALL, choices: LOG_LEVELS, default: "info", describe: "debug | info | warn | error" },
@@ -311,7 +354,7 @@ const RUN_EPILOGUE = [
 ].join("\n\n");
 
 const STATUS_EPILOGUE = [
-  "Exits 0 when a holder exists and its lease is live, 3 when nobody holds it (never created, released or expired).",
+  "Exits 0 when a holder exists and its lease is live, 3 when nobody holds it (never created, released or expired). With --watch: runs until SIGINT or SIGTERM, then exits 0.",
   "\"Live\" compares the recorded renew time plus lease duration with this host's clock: an informational reading (clocks differ between hosts), not what the election itself relies on.",
 ].join("\n\n");
 
@@ -355,6 +398,7 @@ function buildParser(ctx: ParseContext): Argv {
         .example("$0 status --name node-cron-js", "who holds the lease of `leader-run -- node cron.js`")
         .example("$0 status -- node cron.js", "the same, deriving the name from the command")
         .example("$0 status --lock redis://redis:6379 --name nightly --output json", "machine-readable")
+        .example("$0 status --name nightly --watch", "one line per change of holder, until Ctrl-C")
         .epilogue(STATUS_EPILOGUE),
     )
     .command("release", "give the lease up (only our --identity's, unless --force)", (c) =>
@@ -445,7 +489,7 @@ function commandFromPositionals(positionals: string[], argv: RawArgv, afterDash:
     const values = new Values(argv, env);
     const target = resolveTarget(values, first, afterDash, cwd);
     const output = oneOf(values, "output", OUTPUT_FORMATS, "text");
-    if (first === "status") return { command: "status", options: { ...target, output } };
+    if (first === "status") return { command: "status", options: { ...target, output, watch: values.boolean("watch")?.value ?? false } };
     return { command: "release", options: { ...target, output, force: values.boolean("force")?.value ?? false } };
   }
   if (first !== undefined) {
@@ -684,6 +728,13 @@ function resolveRun(values: Values, command: string[], cwd: string): RunOptions 
   if (minHold.given && !release) {
     throw new UsageError(`${values.string("min-hold")?.from ?? "--min-hold"} and --no-release contradict each other: without release the lease is held until it expires anyway; drop one of them`);
   }
+  const hooks: Partial<Record<HookName, string>> = {};
+  for (const hook of HOOK_NAMES) {
+    const found = values.string(hook);
+    if (found) hooks[hook] = nonEmpty(found);
+  }
+  const hookTimeout = duration(values, "hook-timeout", DEFAULTS.hookTimeoutMs);
+  if (hookTimeout.given && hookTimeout.ms <= 0) throw new UsageError(`${values.string("hook-timeout")?.from ?? "--hook-timeout"} must be greater than zero`);
   const shell = values.boolean("shell")?.value ?? false;
   const healthzTimeout = duration(values, "healthz-timeout", DEFAULTS.healthzTimeoutMs);
   const httpFound = values.string("http");
@@ -709,6 +760,8 @@ function resolveRun(values: Values, command: string[], cwd: string): RunOptions 
     waitMs,
     noWait,
     minHoldMs: minHold.ms,
+    hooks,
+    hookTimeoutMs: hookTimeout.ms,
     conflictExitCode,
     killSignal,
     killGraceMs,

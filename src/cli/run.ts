@@ -5,6 +5,7 @@ import { newLeaderHealthzAdaptor } from "../election/healthz.js";
 import { signalNumber } from "../child/process-group.js";
 import { openLock } from "../locks/factory.js";
 import { ExitCode } from "./errors.js";
+import { HookRunner, type HookContext } from "./hooks.js";
 import type { Logger } from "./log.js";
 import type { RunOptions } from "./options.js";
 import type { HttpHooks } from "./run-http.js";
@@ -53,7 +54,13 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
       const { startRunHttp } = await import("./run-http.js");
       http = await startRunHttp(options, log);
     }
-    return await new LeaderRun(options, log, lock, http, supervisor).run();
+    const hooks = new HookRunner(options.hooks, options.hookTimeoutMs, log);
+    try {
+      return await new LeaderRun(options, log, lock, http, supervisor, hooks).run();
+    } finally {
+      // After the lease was released (or left): a hook can no longer delay that, only our exit.
+      await hooks.drain();
+    }
   } finally {
     await http?.close();
     await lock.close?.();
@@ -69,6 +76,8 @@ class LeaderRun {
   private disposeCampaignSignals: (() => void) | undefined;
   private waitTimer: { cancel(): void } | undefined;
   private readonly child: ChildControl;
+  /** The term we lead (or led) in the current campaign, for --on-stopped-leading. */
+  private ledTerm: number | undefined;
 
   constructor(
     private readonly options: RunOptions,
@@ -76,6 +85,7 @@ class LeaderRun {
     lock: ResourceLock,
     private readonly http: HttpHooks | undefined,
     supervisor: SupervisorLoader,
+    private readonly hooks: HookRunner,
   ) {
     this.child = new ChildControl(options, log, lock, http, supervisor, {
       term: () => this.elector.term(),
@@ -92,7 +102,12 @@ class LeaderRun {
       metrics: http?.metrics,
       callbacks: {
         onStartedLeading: (signal) => this.child.lead(signal),
-        onStoppedLeading: () => undefined,
+        onStoppedLeading: () => {
+          // Called after every campaign, also one that never led: fire only for a term we held.
+          if (this.ledTerm === undefined) return;
+          this.hooks.fire("on-stopped-leading", this.hookContext(this.ledTerm));
+          this.ledTerm = undefined;
+        },
       },
       onEvent: (event) => this.onElectionEvent(event),
     });
@@ -187,6 +202,8 @@ class LeaderRun {
         // --wait bounds the wait for the first acquisition only.
         this.waitTimer?.cancel();
         log.info("acquired", { term: event.term });
+        this.ledTerm = event.term;
+        this.hooks.fire("on-started-leading", this.hookContext(event.term));
         return;
       case "acquire_failed":
         this.onAcquireFailed(event.error, event.holder);
@@ -214,11 +231,16 @@ class LeaderRun {
         return;
       case "new_leader":
         if (event.identity !== this.options.identity) log.info("new_leader", { leader: event.identity || "(none)" });
+        if (event.identity !== "") this.hooks.fire("on-new-leader", { ...this.hookContext(this.elector.term()), newLeader: event.identity });
         return;
       case "callback_error":
         log.error("internal_error", { callback: event.callback, error: describeError(event.error) });
         return;
     }
+  }
+
+  private hookContext(term: number | undefined): HookContext {
+    return { name: this.options.name, identity: this.options.identity, term };
   }
 
   private onAcquireFailed(error: unknown, holder: string | undefined): void {

@@ -134,3 +134,64 @@ describe("a CLI that never surprises", () => {
     assert.equal(await leader.exitCode(), 0, `${leader}`);
   });
 });
+
+describe("status --watch", () => {
+  test("prints one JSON object per change of holder until interrupted", async () => {
+    const watcher = h.spawn("watch", ["status", "--lock", h.lockUrl, "--name", h.name, "--watch", "--output", "json"]);
+    const states = (): { state: string; holder: string | null }[] =>
+      watcher.stdout
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as { state: string; holder: string | null });
+    await waitFor("the first status line", () => states().length >= 1);
+    const a = h.run("e2e-a", h.child("e2e-a", marker()));
+    await waitFor("the watcher to see e2e-a", () => states().some((s) => s.holder === "e2e-a"), 20_000);
+    await h.waitForChildEvent("e2e-a's child to start", (e) => e.kind === "start");
+    a.signal("SIGTERM");
+    assert.equal(await a.exitCode(), 0, `${a}`);
+    await waitFor("the watcher to see the release", () => states().at(-1)?.state === "released", 20_000);
+    watcher.signal("SIGINT");
+    assert.equal(await watcher.exitCode(), 0, `${watcher}`);
+    assert.deepEqual(
+      states().map((s) => `${s.state}:${s.holder ?? ""}`),
+      ["absent:", "live:e2e-a", "released:"],
+      "one line per change, no line per renewal",
+    );
+    assert.equal(watcher.stderr, "");
+  });
+});
+
+describe("lifecycle hooks", () => {
+  test("hooks get the lease, identity, term and new leader, are time-limited and logged, and delay neither the child nor the release", async () => {
+    const file = join(h.work, "hooks.log");
+    const started = marker();
+    const stopped = marker();
+    const line = `echo "$LEADER_RUN_HOOK name=$LEADER_RUN_NAME identity=$LEADER_RUN_IDENTITY term=$LEADER_RUN_FENCING_TOKEN leader=\${LEADER_RUN_NEW_LEADER-}" >> ${JSON.stringify(file)}`;
+    const a = h.run("e2e-a", h.child("e2e-a", marker()), [
+      "--hook-timeout", "3s",
+      // Both hang after writing their line: the child must start and the lease be released anyway.
+      "--on-started-leading", `${line}; sleep ${started}`,
+      "--on-stopped-leading", `${line}; sleep ${stopped}`,
+      "--on-new-leader", line,
+    ]);
+    const child = await h.waitForChildEvent("e2e-a's child to start", (e) => e.kind === "start");
+    const term = child.fields.token ?? "?";
+    const hooks = async (): Promise<string[]> => (existsSync(file) ? (await readFile(file, "utf8")).split("\n").filter((l) => l !== "") : []);
+    await waitFor("the started hook", async () => (await hooks()).some((l) => l.startsWith("on-started-leading")));
+    a.signal("SIGTERM");
+    await waitFor("the stopped hook", async () => (await hooks()).some((l) => l.startsWith("on-stopped-leading")), 15_000);
+    // The stopped hook still sleeps, yet the lease is already released.
+    const s = await h.oneShot("status", ["--output", "json"]);
+    assert.equal((JSON.parse(s.stdout) as { state: string }).state, "released", s.stdout);
+    assert.equal(await a.exitCode(20_000), 0, `${a}`);
+    const lines = await hooks();
+    assert.ok(lines.includes(`on-started-leading name=${h.name} identity=e2e-a term=${term} leader=`), lines.join("\n"));
+    assert.ok(lines.includes(`on-new-leader name=${h.name} identity=e2e-a term=${term} leader=e2e-a`), lines.join("\n"));
+    assert.ok(lines.includes(`on-stopped-leading name=${h.name} identity=e2e-a term=${term} leader=`), lines.join("\n"));
+    const finished = a.logs().filter((l) => l.event === "hook_finished");
+    assert.ok(finished.some((l) => l.hook === "on-new-leader" && l.exit_code === 0 && l.level === "info"), a.stderr);
+    for (const hook of ["on-started-leading", "on-stopped-leading"]) {
+      assert.ok(finished.some((l) => l.hook === hook && l.level === "warn" && /--hook-timeout/.test(String(l.msg))), `${hook} was not killed at the timeout:\n${a.stderr}`);
+    }
+  });
+});
