@@ -46,23 +46,28 @@ export async function main(argv: readonly string[], io: Partial<MainIO> = {}): P
       }
     }
     const log = loggerFor(parsed.options, stderr);
-    routeConsole(log);
     for (const warning of parsed.options.warnings) log.warn("warning", {}, warning);
-    switch (parsed.command) {
-      case "status": {
-        const { runStatus } = await import("./status.js");
-        return await runStatus(parsed.options, stdout, undefined, (message) => log.warn("warning", {}, message));
-      }
-      case "release": {
-        const { runRelease } = await import("./release.js");
-        return await runRelease(parsed.options, stdout, undefined, (message) => log.warn("warning", {}, message));
-      }
+    const restore = routeConsole(log);
+    try {
+      return await oneShot(parsed, log, stdout);
+    } finally {
+      restore();
     }
   } catch (e) {
     const debug = parsed && parsed.command !== "output" ? parsed.options.logLevel === "debug" : wantsDebug(argv, env);
     const json = parsed && parsed.command !== "output" ? asksJson(parsed) : wantsJson(argv, env);
     return reportError(e, stderr, debug, json);
   }
+}
+
+async function oneShot(parsed: Extract<ParsedCommandLine, { command: "status" | "release" }>, log: Logger, stdout: LogSink): Promise<number> {
+  const warn = (message: string): void => log.warn("warning", {}, message);
+  if (parsed.command === "status") {
+    const { runStatus } = await import("./status.js");
+    return runStatus(parsed.options, stdout, undefined, warn);
+  }
+  const { runRelease } = await import("./release.js");
+  return runRelease(parsed.options, stdout, undefined, warn);
 }
 
 /** The logger of a command: its options' format and level, with lease and identity on every line. */
