@@ -15,7 +15,7 @@ export type CompletionShell = (typeof COMPLETION_SHELLS)[number];
 /** The hidden subcommand the scripts call. */
 export const COMPLETE_COMMAND = "__complete";
 
-const SUBCOMMANDS = ["run", "status", "release", "completion", "help"] as const;
+const SUBCOMMANDS = ["run", "status", "release", "step-down", "completion", "help"] as const;
 const GLOBAL = ["--help", "--version"];
 
 /** The shell named by $SHELL, bash when unknown. */
@@ -72,7 +72,7 @@ export function completions(before: readonly string[], current: string): string[
   }
   if (command === "completion") return current.startsWith("-") ? [] : COMPLETION_SHELLS.filter((s) => s.startsWith(current));
   if (command === "help") return before.length > 1 ? [] : SUBCOMMANDS.filter((s) => s !== "help" && s.startsWith(current));
-  const scope = command === "status" || command === "release" ? command : "run";
+  const scope = command === "status" || command === "release" || command === "step-down" ? command : "run";
   if (current.startsWith("-")) {
     const flags = Object.keys(OPTIONS)
       .filter((k) => OPTIONS[k]?.commands.includes(scope))

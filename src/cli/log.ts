@@ -27,6 +27,7 @@ export const LOG_EVENTS = [
   "renewed", // debug
   "renew_failed",
   "lost",
+  "handing_over", // a hand-over was requested (step-down): stopping the child, then releasing
   "released",
   "release_failed",
   "not_released", // the child's group could not be confirmed gone: the lease is left to expire

@@ -60,8 +60,12 @@ export async function main(argv: readonly string[], io: Partial<MainIO> = {}): P
   }
 }
 
-async function oneShot(parsed: Extract<ParsedCommandLine, { command: "status" | "release" }>, log: Logger, stdout: LogSink): Promise<number> {
+async function oneShot(parsed: Extract<ParsedCommandLine, { command: "status" | "release" | "step-down" }>, log: Logger, stdout: LogSink): Promise<number> {
   const warn = (message: string): void => log.warn("warning", {}, message);
+  if (parsed.command === "step-down") {
+    const { runStepDown } = await import("./step-down.js");
+    return runStepDown(parsed.options, stdout);
+  }
   if (parsed.command === "status") {
     const { runStatus } = await import("./status.js");
     return runStatus(parsed.options, stdout, undefined, warn);

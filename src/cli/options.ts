@@ -129,8 +129,13 @@ export interface ReleaseOptions extends LeaseTarget {
   output: OutputFormat;
 }
 
+export interface StepDownOptions extends LeaseTarget {
+  output: OutputFormat;
+}
+
 export type ParsedCommandLine =
   | { command: "run"; options: RunOptions }
+  | { command: "step-down"; options: StepDownOptions }
   | { command: "status"; options: StatusOptions }
   | { command: "release"; options: ReleaseOptions }
   /** --help, --version, completion: print `text` on stdout and exit 0. */
@@ -144,7 +149,7 @@ export interface ParseContext {
   width?: number;
 }
 
-type CommandName = "run" | "status" | "release";
+type CommandName = "run" | "status" | "release" | "step-down";
 
 interface OptionSpec {
   type: "string" | "boolean";
@@ -159,7 +164,7 @@ interface OptionSpec {
   choices?: readonly string[];
 }
 
-const ALL: readonly CommandName[] = ["run", "status", "release"];
+const ALL: readonly CommandName[] = ["run", "status", "release", "step-down"];
 const RUN: readonly CommandName[] = ["run"];
 const G_LEASE = "Lease:";
 const G_TIMING = "Timing:";
@@ -274,7 +279,7 @@ export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
     default: "20s",
     describe: "with --http: /healthz fails once we lead but have not renewed for this long beyond the lease duration (client-go's HealthzAdaptor)",
   },
-  output: { type: "string", group: G_OUTPUT, commands: ["status", "release"], choices: OUTPUT_FORMATS, default: "text", describe: "text | json" },
+  output: { type: "string", group: G_OUTPUT, commands: ["status", "release", "step-down"], choices: OUTPUT_FORMATS, default: "text", describe: "text | json" },
   watch: {
     type: "boolean",
     group: G_OUTPUT,
@@ -364,6 +369,11 @@ const RELEASE_EPILOGUE = [
   "--force is for a holder that is gone for good, and warns when the lease is still live: a live leader-run holder notices the foreign record only on its next renewal, so a standby may start before that holder's command is stopped.",
 ].join("\n\n");
 
+const STEP_DOWN_EPILOGUE = [
+  "Records a hand-over request in the lease (its preferredHolder field, with compare-and-swap); the leader-run holding it sees the request at its next renewal, stops its command as on SIGTERM, releases the lease and exits 0 (or campaigns again with --on-lost campaign). Standbys see the record change, so none starts before that release: no overlap.",
+  "Exits 0 once another holder leads (or the lease was released and nobody took it), 75 when the holder did not hand over in time (a client-go peer without coordinated election ignores the request), 3 when nobody holds the lease.",
+].join("\n\n");
+
 function buildParser(ctx: ParseContext): Argv {
   const width = ctx.width ?? Math.min(100, process.stdout.columns || 100);
   const y = yargs()
@@ -408,6 +418,13 @@ function buildParser(ctx: ParseContext): Argv {
         .example("$0 release --name node-cron-js --identity web-1_1a2b3c4d", "release it if that identity holds it")
         .example("$0 release --name node-cron-js --force", "clear the lease of a holder that is gone for good")
         .epilogue(RELEASE_EPILOGUE),
+    )
+    .command("step-down", "ask the live leader to hand over: it stops its command, releases, and a standby takes over", (c) =>
+      c
+        .usage(`$0 step-down [options] [-- <command> [args...]]\n\nAsk the holder of --name (or of the command after --) to hand over gracefully, wait, and report who leads next.`)
+        .options(options(flagsFor("step-down")))
+        .example("$0 step-down --name billing-worker", "move the worker to a standby, e.g. before maintenance")
+        .epilogue(STEP_DOWN_EPILOGUE),
     )
     .command("completion [shell]", "print the completion script of bash, zsh or fish (default: $SHELL's)", (c) =>
       c
@@ -478,11 +495,11 @@ export async function parseCommandLine(args: readonly string[], ctx: ParseContex
   return commandFromPositionals(positionals, argv, afterDash, env, cwd);
 }
 
-const HELP_TOPICS = ["run", "status", "release", "completion"] as const;
+const HELP_TOPICS = ["run", "status", "release", "step-down", "completion"] as const;
 
 function commandFromPositionals(positionals: string[], argv: RawArgv, afterDash: string[], env: NodeJS.ProcessEnv, cwd: string): ParsedCommandLine {
   const first = positionals[0];
-  if (first === "status" || first === "release") {
+  if (first === "status" || first === "release" || first === "step-down") {
     if (positionals.length > 1) {
       throw new UsageError(`${first} takes no arguments (got "${positionals[1]}"); to name the lease by its command, put the command after --`);
     }
@@ -490,6 +507,7 @@ function commandFromPositionals(positionals: string[], argv: RawArgv, afterDash:
     const target = resolveTarget(values, first, afterDash, cwd);
     const output = oneOf(values, "output", OUTPUT_FORMATS, "text");
     if (first === "status") return { command: "status", options: { ...target, output, watch: values.boolean("watch")?.value ?? false } };
+    if (first === "step-down") return { command: "step-down", options: { ...target, output } };
     return { command: "release", options: { ...target, output, force: values.boolean("force")?.value ?? false } };
   }
   if (first !== undefined) {

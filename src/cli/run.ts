@@ -156,6 +156,8 @@ class LeaderRun {
     }
     if (this.lostReason !== undefined && this.lostReason !== "cancelled") {
       if (this.options.onLost === "campaign") return undefined;
+      // Stepping down on request is a clean end, not a loss.
+      if (this.lostReason === "handover") return ExitCode.OK;
       return ExitCode.LOST;
     }
     return ExitCode.INTERNAL;
@@ -216,7 +218,9 @@ class LeaderRun {
         return;
       case "lost":
         this.lostReason = event.reason;
-        if (event.reason !== "cancelled") {
+        if (event.reason === "handover") {
+          log.info("handing_over", { term: this.elector.term() }, "a hand-over was requested (leader-run step-down); stopping the child, then releasing the lease");
+        } else if (event.reason !== "cancelled") {
           log.error("lost", { term: this.elector.term(), reason: event.reason, holder: event.holder }, event.reason === "foreign_holder" ? `another holder ("${event.holder ?? ""}") took the lease; stopping the child` : "could not renew the lease before the renew deadline; stopping the child");
         }
         return;
