@@ -364,7 +364,7 @@ const STATUS_EPILOGUE = [
 ].join("\n\n");
 
 const RELEASE_EPILOGUE = [
-  "Writes client-go's released record (empty holder, leaseDurationSeconds 1) with compare-and-swap, keeping the term count. Without --force it releases only when --identity holds the lease and no longer renews it (a live holder is refused: releasing it would let a standby start before its command is stopped; send that leader-run SIGTERM instead).",
+  "Writes client-go's released record (empty holder, leaseDurationSeconds 1) with compare-and-swap, keeping the term count. Without --force it releases only when --identity holds the lease and no longer renews it (a live holder is refused: releasing it would let a standby start before its command is stopped; use step-down instead).",
   "Exits 0 when released or already free, 75 when refused (someone else or a live holder; use --force), 64 on usage errors.",
   "--force is for a holder that is gone for good, and warns when the lease is still live: a live leader-run holder notices the foreign record only on its next renewal, so a standby may start before that holder's command is stopped.",
 ].join("\n\n");

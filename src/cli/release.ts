@@ -79,7 +79,7 @@ export async function runRelease(
           // Releasing a live holder's lease lets a standby start while that holder's command still runs
           // (it notices only at its next renewal): the overlap leader-run exists to prevent.
           throw new HeldByOtherError(
-            `lease ${options.name} is held by ${record.holderIdentity}, which is still renewing it: releasing it would let a standby start before that holder's command is stopped; stop that leader-run (SIGTERM) to hand over cleanly, or use --force if it is gone for good`,
+            `lease ${options.name} is held by ${record.holderIdentity}, which is still renewing it: releasing it would let a standby start before that holder's command is stopped; use leader-run step-down to hand over cleanly, or --force if it is gone for good`,
             record.holderIdentity,
           );
         }
