@@ -1,7 +1,7 @@
 import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from "node:fs";
 import { delimiter, join, resolve } from "node:path";
 import { Duplex } from "node:stream";
-import { execa, type Result } from "execa";
+import type { Result } from "execa";
 import type { ChildEvent } from "./events.js";
 import { groupHasLiveMembers, killGroup, signalNumber } from "./process-group.js";
 import { sharedWatchdog, type Watchdog } from "./watchdog.js";
@@ -140,6 +140,22 @@ const POLL_MS = 50;
 const DEFAULT_REAP_TIMEOUT_MS = 5000;
 
 /** The exit a shell would report: 128+N for a child killed by signal N. */
+let execaModule: Promise<typeof import("execa")> | undefined;
+
+/**
+ * execa is a large module tree: it loads on the first start (or on `warmUp()`), so importing this
+ * module for `checkCommand` before campaigning costs nothing, and a cron standby that finds the lease
+ * taken exits without ever loading it.
+ */
+function loadExeca(): Promise<typeof import("execa")> {
+  return (execaModule ??= import("execa"));
+}
+
+/** Starts loading what startChild needs, e.g. while campaigning. */
+export function warmUp(): void {
+  loadExeca().catch(() => undefined);
+}
+
 export function toChildExit(code: number | null, signal: NodeJS.Signals | null): ChildExit {
   if (signal !== null) return { code, signal, exitCode: 128 + signalNumber(signal) };
   // Neither code nor signal cannot happen for a reaped process; report a generic failure, never 0.
@@ -162,6 +178,7 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
   // The guard must exist before the child does, so no moment exists in which our death orphans it.
   watchdog?.start();
 
+  const { execa } = await loadExeca();
   const subprocess = execa(SHELL, ["-c", ...gateScript(argv, options.env)], {
     stdio: ["inherit", "inherit", "inherit", "pipe"],
     detached: true,

@@ -28,15 +28,19 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
   for (const warning of options.warnings) log.warn("warning", {}, warning);
   if (options.nameDerived) log.info("lease_name", {}, `lease name "${options.name}" (derived from the command; set --name to choose one)`);
 
-  // The supervisor pulls in execa, a large module tree; it is needed now anyway, to refuse a command
-  // that cannot run before waiting for the lease (a typo must not wait an hour to say 127).
+  // Refuse a command that cannot run before waiting for the lease (a typo must not wait an hour to
+  // say 127). The supervisor module is small; execa, which it loads lazily, is not loaded by this.
   let loading: Promise<typeof import("../child/supervisor.js")> | undefined;
   const supervisor: SupervisorLoader = () => (loading ??= import("../child/supervisor.js"));
-  const problem = (await supervisor()).checkCommand(options.command, options.shell, process.env);
+  const loaded = await supervisor();
+  const problem = loaded.checkCommand(options.command, options.shell, process.env);
   if (problem !== undefined) {
     log.error("child_failed", {}, `${problem.message}; not campaigning`);
     return problem.exitCode;
   }
+  // With --no-wait, execa loads only once we lead, so a cron standby that finds the lease taken exits
+  // without it; otherwise while we campaign.
+  if (!options.noWait) loaded.warmUp();
 
   const lock = await openLock(options.lock, {
     name: options.name,
