@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from "node:fs";
 import { delimiter, join, resolve } from "node:path";
 import { Duplex } from "node:stream";
-import { execa, type Result } from "execa";
+import type { Result } from "execa";
 import type { ChildEvent } from "./events.js";
 import { groupHasLiveMembers, killGroup, signalNumber } from "./process-group.js";
 import { GuardUnavailableError, sharedGuard, type Guard } from "./guard.js";
@@ -149,6 +149,22 @@ const POLL_MS = 50;
 const DEFAULT_REAP_TIMEOUT_MS = 5000;
 
 /** The exit a shell would report: 128+N for a child killed by signal N. */
+let execaModule: Promise<typeof import("execa")> | undefined;
+
+/**
+ * execa is a large module tree: it loads on the first start (or on `warmUp()`), so importing this
+ * module for `checkCommand` before campaigning costs nothing, and a cron standby that finds the lease
+ * taken exits without ever loading it.
+ */
+function loadExeca(): Promise<typeof import("execa")> {
+  return (execaModule ??= import("execa"));
+}
+
+/** Starts loading what startChild needs, e.g. while campaigning. */
+export function warmUp(): void {
+  loadExeca().catch(() => undefined);
+}
+
 export function toChildExit(code: number | null, signal: NodeJS.Signals | null): ChildExit {
   if (signal !== null) return { code, signal, exitCode: 128 + signalNumber(signal) };
   // Neither code nor signal cannot happen for a reaped process; report a generic failure, never 0.
@@ -171,6 +187,7 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
   // The guard must exist before the child does, so no moment exists in which our death orphans it.
   await guard?.start();
 
+  const { execa } = await loadExeca();
   const subprocess = execa(SHELL, ["-c", ...gateScript(argv, options.env, options.killSignal)], {
     stdio: ["inherit", "inherit", "inherit", "pipe"],
     detached: true,
@@ -361,6 +378,17 @@ function spawnError(result: Result): ChildSpawnError {
   return new ChildSpawnError(`cannot run ${SHELL}, which starts every command (${errno ?? "unknown error"}): install a POSIX shell`, reason, errno, {
     cause: result.cause,
   });
+}
+
+/**
+ * Whether `command` looks runnable (found, executable, its #! interpreter present), checked the way
+ * startChild checks it, so a caller can refuse a typo before waiting for anything. Undefined when it
+ * looks fine; with `shell`, /bin/sh parses the words later, so nothing is checked.
+ */
+export function checkCommand(command: readonly string[], shell: boolean, env: NodeJS.ProcessEnv, cwd?: string): ChildSpawnError | undefined {
+  const [first] = command;
+  if (shell || first === undefined) return undefined;
+  return preflight(first, env.PATH, cwd);
 }
 
 /**

@@ -27,6 +27,7 @@ export const LOG_EVENTS = [
   "renewed", // debug
   "renew_failed",
   "lost",
+  "handing_over", // a hand-over was requested (step-down): stopping the child, then releasing
   "released",
   "release_failed",
   "not_released", // the child's group could not be confirmed gone: the lease is left to expire
@@ -47,6 +48,12 @@ export const LOG_EVENTS = [
   "http_listening",
   "http_error",
   "warning",
+  "backend_warning", // a library's own console output, routed through this logger
+  "hook_finished", // a lifecycle hook ended (exit_code, signal, duration_ms)
+  "hook_failed", // a lifecycle hook could not be started
+  "holding", // --min-hold: the command is done, the lease is kept a while
+  "usage_error", // under --log-format json
+  "error",
   "internal_error",
 ] as const;
 export type KnownLogEvent = (typeof LOG_EVENTS)[number];

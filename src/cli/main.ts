@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { formatWithOptions } from "node:util";
 import { LockError } from "../election/lock.js";
 import { redactSecrets } from "../locks/url.js";
 import { CliError, ExitCode, LockConfigError, REPORT_HINT } from "./errors.js";
@@ -36,25 +37,41 @@ export async function main(argv: readonly string[], io: Partial<MainIO> = {}): P
     if (parsed.command === "run") {
       // run.ts adds lease and identity to its lines and logs the option warnings itself.
       const log = createLogger({ level: parsed.options.logLevel, format: parsed.options.logFormat, sink: stderr });
-      const { runLeader } = await import("./run.js");
-      return await runLeader(parsed.options, log);
+      const restore = routeConsole(log);
+      try {
+        const { runLeader } = await import("./run.js");
+        return await runLeader(parsed.options, log);
+      } finally {
+        restore();
+      }
     }
     const log = loggerFor(parsed.options, stderr);
     for (const warning of parsed.options.warnings) log.warn("warning", {}, warning);
-    switch (parsed.command) {
-      case "status": {
-        const { runStatus } = await import("./status.js");
-        return await runStatus(parsed.options, stdout);
-      }
-      case "release": {
-        const { runRelease } = await import("./release.js");
-        return await runRelease(parsed.options, stdout);
-      }
+    const restore = routeConsole(log);
+    try {
+      return await oneShot(parsed, log, stdout);
+    } finally {
+      restore();
     }
   } catch (e) {
     const debug = parsed && parsed.command !== "output" ? parsed.options.logLevel === "debug" : wantsDebug(argv, env);
-    return reportError(e, stderr, debug);
+    const json = parsed && parsed.command !== "output" ? asksJson(parsed) : wantsJson(argv, env);
+    return reportError(e, stderr, debug, json);
   }
+}
+
+async function oneShot(parsed: Extract<ParsedCommandLine, { command: "status" | "release" | "step-down" }>, log: Logger, stdout: LogSink): Promise<number> {
+  const warn = (message: string): void => log.warn("warning", {}, message);
+  if (parsed.command === "step-down") {
+    const { runStepDown } = await import("./step-down.js");
+    return runStepDown(parsed.options, stdout);
+  }
+  if (parsed.command === "status") {
+    const { runStatus } = await import("./status.js");
+    return runStatus(parsed.options, stdout, undefined, warn);
+  }
+  const { runRelease } = await import("./release.js");
+  return runRelease(parsed.options, stdout, undefined, warn);
 }
 
 /** The logger of a command: its options' format and level, with lease and identity on every line. */
@@ -82,10 +99,36 @@ export function exitCodeFor(e: unknown): { code: number; internal: boolean } {
   return { code: ExitCode.INTERNAL, internal: true };
 }
 
-export function reportError(e: unknown, stderr: LogSink, debug: boolean): number {
+/**
+ * Third-party libraries (ioredis prints `[WARN] …` with console.warn) must not write raw lines into
+ * leader-run's log: while a command runs, the console's warn, error, log and info go through `log` as
+ * `backend_warning`. Returns the undo.
+ */
+export function routeConsole(log: Logger): () => void {
+  const saved = { warn: console.warn, error: console.error, log: console.log, info: console.info };
+  const route = (...args: unknown[]): void => {
+    const text = formatWithOptions({ colors: false, breakLength: Infinity }, ...args).replace(/^\[WARN\]\s*/, "");
+    log.warn("backend_warning", {}, text);
+  };
+  console.warn = route;
+  console.error = route;
+  console.log = route;
+  console.info = route;
+  return () => Object.assign(console, saved);
+}
+
+export function reportError(e: unknown, stderr: LogSink, debug: boolean, json = false): number {
   const { code, internal } = exitCodeFor(e);
   const message = oneLine(e instanceof Error ? e.message || e.name : String(e));
   try {
+    if (json) {
+      // Under --log-format json every line on stderr is JSON, errors included (collectors parse them).
+      const event = code === ExitCode.USAGE ? "usage_error" : internal ? "internal_error" : "error";
+      const line: Record<string, unknown> = { time: new Date().toISOString(), level: "error", event, exit_code: code, msg: internal ? `internal error: ${message}; ${REPORT_HINT}` : message };
+      if (debug && e instanceof Error && e.stack) line.stack = redactSecrets(e.stack);
+      stderr.write(`${JSON.stringify(line)}\n`);
+      return code;
+    }
     if (internal) {
       stderr.write(
         `${PREFIX}internal error: ${message}; ${REPORT_HINT}${debug ? "" : " (--log-level debug shows the stack)"}\n`,
@@ -112,6 +155,23 @@ function wantsDebug(argv: readonly string[], env: NodeJS.ProcessEnv): boolean {
     if (own[i] === "--log-level=debug" || (own[i] === "--log-level" && own[i + 1] === "debug")) return true;
   }
   return env.LEADER_RUN_LOG_LEVEL === "debug";
+}
+
+function asksJson(parsed: Exclude<ParsedCommandLine, { command: "output" }>): boolean {
+  return parsed.options.logFormat === "json" || (parsed.command !== "run" && parsed.options.output === "json");
+}
+
+/** `--log-format json` (or `--output json`) before options could be parsed (usage errors are then JSON too). */
+function wantsJson(argv: readonly string[], env: NodeJS.ProcessEnv): boolean {
+  const end = argv.indexOf("--");
+  const own = end < 0 ? argv : argv.slice(0, end);
+  for (let i = own.length - 1; i >= 0; i--) {
+    const word = own[i] ?? "";
+    for (const flag of ["--log-format", "--output"]) {
+      if (word === `${flag}=json` || (word === flag && own[i + 1] === "json")) return true;
+    }
+  }
+  return env.LEADER_RUN_LOG_FORMAT === "json" || env.LEADER_RUN_OUTPUT === "json";
 }
 
 let version: string | undefined;

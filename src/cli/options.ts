@@ -13,6 +13,8 @@ import { DurationSyntaxError, formatDuration, parseDuration } from "./duration.j
 import { UsageError } from "./errors.js";
 import { LOG_FORMATS, LOG_LEVELS, effectiveLevel } from "./log.js";
 import type { LogFormat, LogLevel } from "./log.js";
+import { HOOK_NAMES, type HookName } from "./hooks.js";
+import { COMPLETE_COMMAND, COMPLETION_SHELLS, completionScript, completions, shellFromEnv } from "./completion.js";
 import { commandSlug, defaultIdentity, leaseNameProblem, readableSlug } from "./slug.js";
 
 /**
@@ -45,6 +47,7 @@ export const DEFAULTS = {
   restart: "never",
   restartDelayMs: 1_000,
   healthzTimeoutMs: 20_000,
+  hookTimeoutMs: 30_000,
   onLost: "exit",
   logFormat: "text",
   logLevel: "info",
@@ -95,6 +98,11 @@ export interface RunOptions extends LeaseTarget {
   retryPeriodMs: number;
   /** Give up campaigning after this long (exit `conflictExitCode`); undefined = forever. */
   waitMs: number | undefined;
+  /** Hold the lease (running nothing) until this long after the command started; 0 = release at once. */
+  minHoldMs: number;
+  /** Lifecycle hook commands (shell command lines), by hook name. */
+  hooks: Partial<Record<HookName, string>>;
+  hookTimeoutMs: number;
   /** Try once (also set by `--wait 0`). */
   noWait: boolean;
   conflictExitCode: number;
@@ -113,6 +121,8 @@ export interface RunOptions extends LeaseTarget {
 
 export interface StatusOptions extends LeaseTarget {
   output: OutputFormat;
+  /** Keep printing changes until interrupted. */
+  watch: boolean;
 }
 
 export interface ReleaseOptions extends LeaseTarget {
@@ -120,8 +130,13 @@ export interface ReleaseOptions extends LeaseTarget {
   output: OutputFormat;
 }
 
+export interface StepDownOptions extends LeaseTarget {
+  output: OutputFormat;
+}
+
 export type ParsedCommandLine =
   | { command: "run"; options: RunOptions }
+  | { command: "step-down"; options: StepDownOptions }
   | { command: "status"; options: StatusOptions }
   | { command: "release"; options: ReleaseOptions }
   /** --help, --version, completion: print `text` on stdout and exit 0. */
@@ -135,7 +150,7 @@ export interface ParseContext {
   width?: number;
 }
 
-type CommandName = "run" | "status" | "release";
+type CommandName = "run" | "status" | "release" | "step-down";
 
 interface OptionSpec {
   type: "string" | "boolean";
@@ -144,14 +159,25 @@ interface OptionSpec {
   default?: string;
   group: string;
   commands: readonly CommandName[];
+  /** A one-letter alias (`-q`). */
+  short?: string;
+  /** Values offered by shell completion. */
+  choices?: readonly string[];
 }
 
-const ALL: readonly CommandName[] = ["run", "status", "release"];
+const ALL: readonly CommandName[] = ["run", "status", "release", "step-down"];
 const RUN: readonly CommandName[] = ["run"];
 const G_LEASE = "Lease:";
 const G_TIMING = "Timing:";
 const G_CHILD = "Command:";
 const G_OUTPUT = "Output:";
+const G_HOOKS = "Hooks:";
+
+/**
+ * The lock locations this build can open, for --help and completion (a scheme that parses but whose
+ * backend is not built yet is refused by the factory and not advertised here).
+ */
+export const BUILT_LOCKS = ["file:[dir] (this host only)", "redis://", "rediss://", "redis+sentinel://", "redis+cluster://", "kubernetes: (k8s:)"] as const;
 
 /** Every option; the env twin of `--foo-bar` is `LEADER_RUN_FOO_BAR`. */
 export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
@@ -161,7 +187,7 @@ export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
     commands: ALL,
     default: DEFAULT_LOCK_URL,
     describe:
-      "where the lease lives: file:[dir] (this host only), redis://, rediss://, redis+sentinel://, redis+cluster://, kubernetes: (k8s:), etcd://, postgres://; pass passwords through the env twin, not the command line",
+      `where the lease lives: ${BUILT_LOCKS.join(", ")}; pass passwords through the env twin, not the command line`,
   },
   name: {
     type: "string",
@@ -188,10 +214,17 @@ export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
   },
   "renew-deadline": { type: "string", group: G_TIMING, commands: RUN, default: "10s", describe: "the leader stops (and stops the command) if it could not renew for this long" },
   "retry-period": { type: "string", group: G_TIMING, commands: RUN, default: "2s", describe: "time between acquire and renew attempts" },
+  "min-hold": {
+    type: "string",
+    group: G_TIMING,
+    commands: RUN,
+    default: "0",
+    describe: "keep holding the lease (running nothing) until this long after the command started, so the same cron slot on a host whose clock or schedule lags is skipped (e.g. 30s)",
+  },
   wait: { type: "string", group: G_TIMING, commands: RUN, default: "forever", describe: "give up campaigning after this long and exit 75 (--wait 0 = --no-wait)" },
   "no-wait": { type: "boolean", group: G_TIMING, commands: RUN, default: "false", describe: "try once: if someone else leads, exit 75 at once (flock -n)" },
   "conflict-exit-code": { type: "string", group: G_TIMING, commands: RUN, default: "75", describe: "exit code when the lease was not acquired (flock -E)" },
-  "kill-signal": { type: "string", group: G_CHILD, commands: RUN, default: "SIGTERM", describe: "first signal sent to the command's process group when leadership ends" },
+  "kill-signal": { type: "string", group: G_CHILD, commands: RUN, choices: ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGKILL"], default: "SIGTERM", describe: "first signal sent to the command's process group when leadership ends" },
   "kill-grace": {
     type: "string",
     group: G_CHILD,
@@ -199,12 +232,40 @@ export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
     default: "min(10s, (lease-duration - renew-deadline) / 2) = 2.5s",
     describe: "time between --kill-signal and SIGKILL; renew-deadline + kill-grace must stay below lease-duration so the command is gone before anyone else can take over",
   },
-  restart: { type: "string", group: G_CHILD, commands: RUN, default: "never", describe: "when the command exits while we still lead: never | on-failure | always" },
+  restart: { type: "string", group: G_CHILD, commands: RUN, choices: RESTART_MODES, default: "never", describe: "when the command exits while we still lead: never | on-failure | always" },
   "restart-delay": { type: "string", group: G_CHILD, commands: RUN, default: "1s", describe: "first restart delay, doubling up to 5m, reset after a run of 60s or more; 0 restarts at once" },
-  "on-lost": { type: "string", group: G_CHILD, commands: RUN, default: "exit", describe: "after leadership is lost and the command stopped: exit (76) | campaign again" },
+  "on-lost": { type: "string", group: G_CHILD, commands: RUN, choices: ON_LOST_POLICIES, default: "exit", describe: "after leadership is lost and the command stopped: exit (76) | campaign again" },
   release: { type: "boolean", group: G_CHILD, commands: RUN, default: "true", describe: "release the lease on a clean stop so a standby takes over at once" },
   "no-release": { type: "boolean", group: G_CHILD, commands: RUN, default: "false", describe: "leave the lease to expire instead of releasing it" },
   shell: { type: "boolean", group: G_CHILD, commands: RUN, default: "false", describe: "run the command through /bin/sh -c (the words are joined by spaces)" },
+  "on-started-leading": {
+    type: "string",
+    group: G_HOOKS,
+    commands: RUN,
+    default: "none",
+    describe: "shell command run (not awaited) when we become leader; gets LEADER_RUN_NAME, LEADER_RUN_IDENTITY, LEADER_RUN_FENCING_TOKEN",
+  },
+  "on-stopped-leading": {
+    type: "string",
+    group: G_HOOKS,
+    commands: RUN,
+    default: "none",
+    describe: "shell command run after leadership ended, the command was stopped and the lease released or left",
+  },
+  "on-new-leader": {
+    type: "string",
+    group: G_HOOKS,
+    commands: RUN,
+    default: "none",
+    describe: "shell command run when the holder changes (us included); LEADER_RUN_NEW_LEADER names it",
+  },
+  "hook-timeout": {
+    type: "string",
+    group: G_HOOKS,
+    commands: RUN,
+    default: "30s",
+    describe: "hooks running longer are killed (SIGTERM, then SIGKILL 1s later); hooks never delay stopping the command or releasing the lease",
+  },
   http: {
     type: "string",
     group: G_OUTPUT,
@@ -219,11 +280,26 @@ export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
     default: "20s",
     describe: "with --http: /healthz fails once we lead but have not renewed for this long beyond the lease duration (client-go's HealthzAdaptor)",
   },
-  output: { type: "string", group: G_OUTPUT, commands: ["status", "release"], default: "text", describe: "text | json" },
+  output: { type: "string", group: G_OUTPUT, commands: ["status", "release", "step-down"], choices: OUTPUT_FORMATS, default: "text", describe: "text | json" },
+  watch: {
+    type: "boolean",
+    group: G_OUTPUT,
+    commands: ["status"],
+    default: "false",
+    describe: "keep watching: print one line (or JSON object) per change of holder or state until interrupted",
+  },
   force: { type: "boolean", group: G_LEASE, commands: ["release"], default: "false", describe: "release the lease whoever holds it" },
-  "log-format": { type: "string", group: G_OUTPUT, commands: ALL, default: "text", describe: "text | json (JSON lines); logs go to stderr" },
-  "log-level": { type: "string", group: G_OUTPUT, commands: ALL, default: "info", describe: "debug | info | warn | error" },
-  quiet: { type: "boolean", group: G_OUTPUT, commands: ALL, default: "false", describe: "log warnings and errors only" },
+  "log-format": { type: "string", group: G_OUTPUT, commands: ALL, choices: LOG_FORMATS, default: "text", describe: "text | json (JSON lines); logs go to stderr" },
+  "log-level": { type: "string", group: G_OUTPUT, commands: ALL, choices: LOG_LEVELS, default: "info", describe: "debug | info | warn | error" },
+  quiet: {
+    type: "boolean",
+    group: G_OUTPUT,
+    commands: ALL,
+    short: "q",
+    default: "false",
+    describe: "cron mode: print nothing for a normal run or a normal skip (not acquired); warnings and errors still print",
+  },
+  verbose: { type: "boolean", group: G_OUTPUT, commands: ALL, short: "v", default: "false", describe: "log debug lines too (= --log-level debug)" },
 };
 
 export function envName(flag: string): string {
@@ -242,6 +318,7 @@ const BIN = "leader-run";
 
 interface YargsOption {
   type: "string" | "boolean";
+  alias?: string;
   describe: string;
   defaultDescription?: string;
   group: string;
@@ -264,6 +341,7 @@ function options(flags: readonly string[]): Record<string, YargsOption> {
     // not the short options -5 and -s).
     if (spec.type === "string") o.requiresArg = true;
     if (spec.default !== undefined) o.defaultDescription = spec.default;
+    if (spec.short !== undefined) o.alias = spec.short;
     out[flag] = o;
   }
   return out;
@@ -282,14 +360,19 @@ const RUN_EPILOGUE = [
 ].join("\n\n");
 
 const STATUS_EPILOGUE = [
-  "Exits 0 when a holder exists and its lease is live, 3 when nobody holds it (never created, released or expired).",
+  "Exits 0 when a holder exists and its lease is live, 3 when nobody holds it (never created, released or expired). With --watch: runs until SIGINT or SIGTERM, then exits 0.",
   "\"Live\" compares the recorded renew time plus lease duration with this host's clock: an informational reading (clocks differ between hosts), not what the election itself relies on.",
 ].join("\n\n");
 
 const RELEASE_EPILOGUE = [
-  "Writes client-go's released record (empty holder, leaseDurationSeconds 1) with compare-and-swap, keeping the term count. Without --force it releases only when --identity holds the lease.",
-  "Exits 0 when released or already free, 75 when someone else holds it (use --force), 64 on usage errors.",
-  "--force is for a holder that is gone for good: a live leader-run holder notices the foreign record on its next renewal, stops its command and campaigns again.",
+  "Writes client-go's released record (empty holder, leaseDurationSeconds 1) with compare-and-swap, keeping the term count. Without --force it releases only when --identity holds the lease and no longer renews it (a live holder is refused: releasing it would let a standby start before its command is stopped; use step-down instead).",
+  "Exits 0 when released or already free, 75 when refused (someone else or a live holder; use --force), 64 on usage errors.",
+  "--force is for a holder that is gone for good, and warns when the lease is still live: a live leader-run holder notices the foreign record only on its next renewal, so a standby may start before that holder's command is stopped.",
+].join("\n\n");
+
+const STEP_DOWN_EPILOGUE = [
+  "Records a hand-over request in the lease (its preferredHolder field, with compare-and-swap); the leader-run holding it sees the request at its next renewal, stops its command as on SIGTERM, releases the lease and exits 0 (or campaigns again with --on-lost campaign). Standbys see the record change, so none starts before that release: no overlap.",
+  "Exits 0 once another holder leads (or the lease was released and nobody took it), 75 when the holder did not hand over in time (a client-go peer without coordinated election ignores the request), 3 when nobody holds the lease.",
 ].join("\n\n");
 
 function buildParser(ctx: ParseContext): Argv {
@@ -326,6 +409,7 @@ function buildParser(ctx: ParseContext): Argv {
         .example("$0 status --name node-cron-js", "who holds the lease of `leader-run -- node cron.js`")
         .example("$0 status -- node cron.js", "the same, deriving the name from the command")
         .example("$0 status --lock redis://redis:6379 --name nightly --output json", "machine-readable")
+        .example("$0 status --name nightly --watch", "one line per change of holder, until Ctrl-C")
         .epilogue(STATUS_EPILOGUE),
     )
     .command("release", "give the lease up (only our --identity's, unless --force)", (c) =>
@@ -336,10 +420,25 @@ function buildParser(ctx: ParseContext): Argv {
         .example("$0 release --name node-cron-js --force", "clear the lease of a holder that is gone for good")
         .epilogue(RELEASE_EPILOGUE),
     )
-    .completion("completion", "print a bash/zsh completion script (leader-run completion >> ~/.bashrc)")
+    .command("step-down", "ask the live leader to hand over: it stops its command, releases, and a standby takes over", (c) =>
+      c
+        .usage(`$0 step-down [options] [-- <command> [args...]]\n\nAsk the holder of --name (or of the command after --) to hand over gracefully, wait, and report who leads next.`)
+        .options(options(flagsFor("step-down")))
+        .example("$0 step-down --name billing-worker", "move the worker to a standby, e.g. before maintenance")
+        .epilogue(STEP_DOWN_EPILOGUE),
+    )
+    .command("completion [shell]", "print the completion script of bash, zsh or fish (default: $SHELL's)", (c) =>
+      c
+        .usage(`$0 completion [bash|zsh|fish]\n\nPrint a completion script for your shell.`)
+        .positional("shell", { type: "string", choices: COMPLETION_SHELLS, describe: "bash, zsh or fish" })
+        .example("$0 completion bash >> ~/.bashrc", "bash")
+        .example("$0 completion zsh > \"${fpath[1]}/_leader-run\"", "zsh")
+        .example("$0 completion fish > ~/.config/fish/completions/leader-run.fish", "fish"),
+    )
+    .command("help [command]", "show the help of leader-run or of one command")
     .help()
     .alias("help", "h");
-  if (ctx.version !== undefined) y.version(ctx.version);
+  if (ctx.version !== undefined) y.version(ctx.version).alias("version", "V");
   else y.version(false);
   return y;
 }
@@ -352,6 +451,20 @@ type RawArgv = Record<string, unknown> & { _: (string | number)[]; "--"?: (strin
  * @throws UsageError (exit 64) with a one-line message; nothing has been started.
  */
 export async function parseCommandLine(args: readonly string[], ctx: ParseContext = {}): Promise<ParsedCommandLine> {
+  if (args[0] === COMPLETE_COMMAND) {
+    const words = args.slice(args[1] === "--" ? 2 : 1);
+    const current = words.pop() ?? "";
+    const found = completions(words, current);
+    return { command: "output", text: found.length === 0 ? "" : `${found.join("\n")}\n` };
+  }
+  if (args[0] === "help") {
+    // `leader-run help status` is `leader-run status --help` (yargs alone would not print anything).
+    const topic = args[1];
+    if (args.length > 2 || (topic !== undefined && !(HELP_TOPICS as readonly string[]).includes(topic))) {
+      throw new UsageError(`no help for "${args.slice(1).join(" ")}"; use one of: ${HELP_TOPICS.join(", ")}`);
+    }
+    return parseCommandLine(topic === undefined || topic === "run" ? ["--help"] : [topic, "--help"], ctx);
+  }
   const parser = buildParser(ctx);
   let failure: Error | undefined;
   let output = "";
@@ -362,25 +475,45 @@ export async function parseCommandLine(args: readonly string[], ctx: ParseContex
   if (failure) throw yargsError(failure);
   const positionals = argv._.map(String);
   const first = positionals[0];
-  if (argv.help === true || argv.version === true || argv["get-yargs-completions"] !== undefined || first === "completion") {
+  if (argv.help === true || argv.version === true) {
     return { command: "output", text: output.endsWith("\n") ? output : `${output}\n` };
   }
   const env = ctx.env ?? process.env;
   const cwd = ctx.cwd ?? process.cwd();
   const afterDash = (argv["--"] ?? []).map(String);
-  if (first === "status" || first === "release") {
+  if (first === "completion") {
+    if (positionals.length > 1) throw new UsageError(`completion takes one shell name (got "${positionals.slice(1).join(" ")}")`);
+    const shell = typeof argv.shell === "string" ? argv.shell : shellFromEnv(env);
+    return { command: "output", text: completionScript(shell) };
+  }
+  if (first === "run") {
+    // `leader-run run -- cmd` is what people type after reading "the run command".
+    if (positionals.length > 1) {
+      throw new UsageError(`unexpected "${positionals[1]}" before --: ${BIN} run [options] -- ${[...positionals.slice(1), ...afterDash].join(" ")}`);
+    }
+    positionals.shift();
+  }
+  return commandFromPositionals(positionals, argv, afterDash, env, cwd);
+}
+
+const HELP_TOPICS = ["run", "status", "release", "step-down", "completion"] as const;
+
+function commandFromPositionals(positionals: string[], argv: RawArgv, afterDash: string[], env: NodeJS.ProcessEnv, cwd: string): ParsedCommandLine {
+  const first = positionals[0];
+  if (first === "status" || first === "release" || first === "step-down") {
     if (positionals.length > 1) {
       throw new UsageError(`${first} takes no arguments (got "${positionals[1]}"); to name the lease by its command, put the command after --`);
     }
     const values = new Values(argv, env);
     const target = resolveTarget(values, first, afterDash, cwd);
     const output = oneOf(values, "output", OUTPUT_FORMATS, "text");
-    if (first === "status") return { command: "status", options: { ...target, output } };
+    if (first === "status") return { command: "status", options: { ...target, output, watch: values.boolean("watch")?.value ?? false } };
+    if (first === "step-down") return { command: "step-down", options: { ...target, output } };
     return { command: "release", options: { ...target, output, force: values.boolean("force")?.value ?? false } };
   }
   if (first !== undefined) {
     throw new UsageError(
-      `unknown command "${first}"; to run a command, put it after --: ${BIN} [options] -- ${positionals.join(" ")}`,
+      `unknown command "${first}"; to run a command, put it after --: ${BIN} [options] -- ${[...positionals, ...afterDash].join(" ")}`,
     );
   }
   if (afterDash.length === 0 || afterDash.every((w) => w === "")) {
@@ -544,8 +677,18 @@ function resolveTarget(values: Values, command: CommandName, words: readonly str
     target[flag] = v;
   }
   target.logFormat = oneOf(values, "log-format", LOG_FORMATS, DEFAULTS.logFormat);
-  const level = oneOf(values, "log-level", LOG_LEVELS, DEFAULTS.logLevel);
-  target.quiet = values.boolean("quiet")?.value ?? false;
+  const levelFound = values.string("log-level");
+  let level = oneOf(values, "log-level", LOG_LEVELS, DEFAULTS.logLevel);
+  const verbose = values.boolean("verbose")?.value === true ? values.boolean("verbose") : undefined;
+  const quiet = values.boolean("quiet")?.value === true ? values.boolean("quiet") : undefined;
+  if (verbose && quiet && verbose.level === quiet.level) {
+    throw new UsageError(`${verbose.from} and ${quiet.from} contradict each other; use one of them`);
+  }
+  // Between a flag and the other option's environment twin, the flag wins.
+  const verboseWins = verbose !== undefined && (quiet === undefined || verbose.level === "flag");
+  target.quiet = quiet !== undefined && !verboseWins;
+  // -v means debug, unless --log-level was given as a flag and -v only comes from the environment.
+  if (verboseWins && !(levelFound?.level === "flag" && verbose?.level === "env")) level = "debug";
   target.logLevel = effectiveLevel(level, target.quiet);
   return target;
 }
@@ -600,6 +743,17 @@ function resolveRun(values: Values, command: string[], cwd: string): RunOptions 
     conflictExitCode = Number(t);
   }
 
+  const minHold = duration(values, "min-hold", 0);
+  if (minHold.given && !release) {
+    throw new UsageError(`${values.string("min-hold")?.from ?? "--min-hold"} and --no-release contradict each other: without release the lease is held until it expires anyway; drop one of them`);
+  }
+  const hooks: Partial<Record<HookName, string>> = {};
+  for (const hook of HOOK_NAMES) {
+    const found = values.string(hook);
+    if (found) hooks[hook] = nonEmpty(found);
+  }
+  const hookTimeout = duration(values, "hook-timeout", DEFAULTS.hookTimeoutMs);
+  if (hookTimeout.given && hookTimeout.ms <= 0) throw new UsageError(`${values.string("hook-timeout")?.from ?? "--hook-timeout"} must be greater than zero`);
   const shell = values.boolean("shell")?.value ?? false;
   const healthzTimeout = duration(values, "healthz-timeout", DEFAULTS.healthzTimeoutMs);
   const httpFound = values.string("http");
@@ -624,6 +778,9 @@ function resolveRun(values: Values, command: string[], cwd: string): RunOptions 
     retryPeriodMs: rp,
     waitMs,
     noWait,
+    minHoldMs: minHold.ms,
+    hooks,
+    hookTimeoutMs: hookTimeout.ms,
     conflictExitCode,
     killSignal,
     killGraceMs,

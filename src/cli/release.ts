@@ -14,6 +14,16 @@ import { openTargetLock, readRecord, withTimeout } from "./status.js";
 
 const ATTEMPTS = 5;
 
+/** `release` refused: someone else holds the lease. Exit 75. */
+class HeldByOtherError extends NotAcquiredError {
+  constructor(
+    message: string,
+    readonly holder: string,
+  ) {
+    super(message);
+  }
+}
+
 export interface ReleaseResult {
   lease: string;
   location: string;
@@ -33,7 +43,17 @@ export function releasedRecord(previous: LeaderElectionRecord, now: Date): Leade
   };
 }
 
-export async function runRelease(options: ReleaseOptions, stdout: LogSink, now: () => Date = () => new Date()): Promise<number> {
+/** Renewed within its lease duration, by this host's clock. */
+function isLive(record: LeaderElectionRecord, now: Date): boolean {
+  return record.renewTime !== null && record.renewTime.getTime() + record.leaseDurationSeconds * 1000 > now.getTime();
+}
+
+export async function runRelease(
+  options: ReleaseOptions,
+  stdout: LogSink,
+  now: () => Date = () => new Date(),
+  warn: (message: string) => void = () => undefined,
+): Promise<number> {
   if (!options.force && options.identityDerived) {
     throw new UsageError(
       "release needs --identity <holder> (the identity leader-run logged, or `leader-run status` shows), or --force to release whoever holds it",
@@ -49,8 +69,23 @@ export async function runRelease(options: ReleaseOptions, stdout: LogSink, now: 
           return { ...base, released: false, previousHolder: null, term: record?.leaderTransitions ?? null };
         }
         if (!options.force && record.holderIdentity !== options.identity) {
-          throw new NotAcquiredError(
+          throw new HeldByOtherError(
             `lease ${options.name} is held by ${record.holderIdentity}, not ${options.identity}; nothing released (--force releases it anyway)`,
+            record.holderIdentity,
+          );
+        }
+        const live = isLive(record, now());
+        if (!options.force && live) {
+          // Releasing a live holder's lease lets a standby start while that holder's command still runs
+          // (it notices only at its next renewal): the overlap leader-run exists to prevent.
+          throw new HeldByOtherError(
+            `lease ${options.name} is held by ${record.holderIdentity}, which is still renewing it: releasing it would let a standby start before that holder's command is stopped; use leader-run step-down to hand over cleanly, or --force if it is gone for good`,
+            record.holderIdentity,
+          );
+        }
+        if (live) {
+          warn(
+            `forcing the release of a live lease held by ${record.holderIdentity}: if its leader-run still runs, a standby may start before that command is stopped (for up to the holder's renew deadline plus kill grace)`,
           );
         }
         try {
@@ -65,6 +100,14 @@ export async function runRelease(options: ReleaseOptions, stdout: LogSink, now: 
     });
     stdout.write(options.output === "json" ? `${JSON.stringify(result)}\n` : releaseText(result));
     return ExitCode.OK;
+  } catch (e) {
+    // Asked for JSON, a refusal is a result too: say so on stdout, and still exit with its code.
+    if (options.output === "json" && e instanceof HeldByOtherError) {
+      const refused = { lease: options.name, location: lock.describe(), released: false, refused: true, holder: e.holder, error: e.message };
+      stdout.write(`${JSON.stringify(refused)}\n`);
+      return e.exitCode;
+    }
+    throw e;
   } finally {
     await lock.close?.();
   }

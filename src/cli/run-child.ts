@@ -31,6 +31,19 @@ function spawnFailureExit(error: ChildSpawnError): ChildExit {
   return { code, signal: null, exitCode: code };
 }
 
+/** Signals that mean the program crashed rather than was stopped. */
+const CRASH_SIGNALS = new Map<string, number>([["SIGSEGV", 11], ["SIGBUS", 7], ["SIGILL", 4], ["SIGFPE", 8], ["SIGABRT", 6], ["SIGSYS", 31], ["SIGTRAP", 5]]);
+
+/**
+ * The crash signal behind an exit, also when a shell in between reported it as 128+N (`sh -c` runs
+ * the program as its child and exits 139 after a SIGSEGV).
+ */
+export function crashSignal(signal: string | null | undefined, exitCode: number | null | undefined): string | undefined {
+  if (signal && CRASH_SIGNALS.has(signal)) return signal;
+  for (const [name, n] of CRASH_SIGNALS) if (exitCode === 128 + n) return name;
+  return undefined;
+}
+
 export function describeError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -46,6 +59,8 @@ export type GroupFate = "gone" | "survived";
 export class ChildControl {
   private current: ChildHandle | undefined;
   private stopSignal: NodeJS.Signals | undefined;
+  /** When the command first started (performance.now()), for --min-hold. */
+  private firstStartedAt: number | undefined;
   private readonly restart: RestartPolicy;
   /** The dead-man's switch, one per leader-run, shared by every restart of the child. */
   private readonly guard: Guard;
@@ -188,6 +203,7 @@ export class ChildControl {
         return "gone";
       }
       this.current = child;
+      this.firstStartedAt ??= child.startedAt;
       void this.processGuard?.setGuardedProcessGroup(child.pgid, { watchdogPid: this.guard.pid });
       this.http?.childStarted();
 
@@ -225,6 +241,8 @@ export class ChildControl {
       const ranForMs = performance.now() - child.startedAt;
       const restartIn = this.stopSignal === undefined ? this.restart.nextDelay(exit, ranForMs) : undefined;
       if (restartIn === undefined) {
+        this.firstStartedAt ??= child.startedAt;
+        await this.holdAfterExit(this.firstStartedAt, leading);
         this.host.cancel({ kind: "child_done", exit });
         return "gone";
       }
@@ -239,14 +257,35 @@ export class ChildControl {
     return "gone";
   }
 
+  /**
+   * --min-hold: keep the lease (running nothing) until that long after the command first started, so a
+   * host whose cron fires a little later finds it held and skips the slot instead of running the job a
+   * second time. A stop signal or the end of leadership ends the wait early.
+   */
+  private async holdAfterExit(startedAt: number, leading: AbortSignal): Promise<void> {
+    const left = this.options.minHoldMs - (performance.now() - startedAt);
+    if (left <= 0 || leading.aborted || this.stopSignal !== undefined) return;
+    this.log.info("holding", { hold_ms: Math.ceil(left) }, `the command is done; holding the lease for ${Math.ceil(left)}ms more (--min-hold)`);
+    try {
+      await delay(left, undefined, { signal: leading });
+    } catch {
+      // Leadership ended or a stop signal arrived: stop holding.
+    }
+  }
+
   private onChildEvent(event: ChildEvent): void {
     switch (event.type) {
       case "child_started":
         this.log.info("child_started", { pid: event.pid, term: this.host.term() });
         return;
-      case "child_exited":
-        this.log.info("child_exited", { pid: event.pid, exit_code: event.exitCode, signal: event.signal ?? undefined });
+      case "child_exited": {
+        const fields = { pid: event.pid, exit_code: event.exitCode, signal: event.signal ?? undefined };
+        const crash = crashSignal(event.signal, event.exitCode);
+        // A crash is worth a warning (it shows under --quiet); an ordinary exit or our own stop is not.
+        if (crash !== undefined) this.log.warn("child_exited", fields, `the command crashed (${crash})`);
+        else this.log.info("child_exited", fields);
         return;
+      }
       case "killing":
         this.log.info("killing", { pgid: event.pgid, signal: event.signal, reason: event.reason });
         return;

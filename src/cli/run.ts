@@ -6,6 +6,7 @@ import { signalNumber } from "../child/process-group.js";
 import type { ProcessGuard } from "../locks/backend.js";
 import { openLock } from "../locks/registry.js";
 import { ExitCode } from "./errors.js";
+import { HookRunner, type HookContext } from "./hooks.js";
 import type { Logger } from "./log.js";
 import type { RunOptions } from "./options.js";
 import type { HttpHooks } from "./run-http.js";
@@ -28,6 +29,20 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
   for (const warning of options.warnings) log.warn("warning", {}, warning);
   if (options.nameDerived) log.info("lease_name", {}, `lease name "${options.name}" (derived from the command; set --name to choose one)`);
 
+  // Refuse a command that cannot run before waiting for the lease (a typo must not wait an hour to
+  // say 127). The supervisor module is small; execa, which it loads lazily, is not loaded by this.
+  let loading: Promise<typeof import("../child/supervisor.js")> | undefined;
+  const supervisor: SupervisorLoader = () => (loading ??= import("../child/supervisor.js"));
+  const loaded = await supervisor();
+  const problem = loaded.checkCommand(options.command, options.shell, process.env);
+  if (problem !== undefined) {
+    log.error("child_failed", {}, `${problem.message}; not campaigning`);
+    return problem.exitCode;
+  }
+  // With --no-wait, execa loads only once we lead, so a cron standby that finds the lease taken exits
+  // without it; otherwise while we campaign.
+  if (!options.noWait) loaded.warmUp();
+
   const { lock, processGuard } = await openLock(options.lock, {
     name: options.name,
     identity: options.identity,
@@ -38,24 +53,21 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
     onWarning: (message) => log.warn("backend_warning", {}, message),
   });
 
-  // The supervisor pulls in execa, a large module tree: load it while we campaign rather than before.
-  // With --no-wait, only once we lead, so a cron standby that finds the lease taken exits without it.
-  let loading: Promise<typeof import("../child/supervisor.js")> | undefined;
-  const supervisor: SupervisorLoader = () => (loading ??= import("../child/supervisor.js"));
-  if (!options.noWait) supervisor().catch(() => undefined);
-
   let http: HttpHooks | undefined;
   try {
     if (options.http) {
       const { startRunHttp } = await import("./run-http.js");
       http = await startRunHttp(options, log);
     }
-    const run = new LeaderRun(options, log, lock, processGuard, http, supervisor);
+    const hooks = new HookRunner(options.hooks, options.hookTimeoutMs, log);
+    const run = new LeaderRun(options, log, lock, processGuard, http, supervisor, hooks);
     const disposeLastResort = installLastResort(log, run);
     try {
       return await run.run();
     } finally {
       disposeLastResort();
+      // After the lease was released (or left): a hook can no longer delay that, only our exit.
+      await hooks.drain();
     }
   } finally {
     await http?.close();
@@ -98,6 +110,8 @@ class LeaderRun implements EmergencyStop {
   private disposeCampaignSignals: (() => void) | undefined;
   private waitTimer: { cancel(): void } | undefined;
   private readonly child: ChildControl;
+  /** The term we lead (or led) in the current campaign, for --on-stopped-leading. */
+  private ledTerm: number | undefined;
 
   constructor(
     private readonly options: RunOptions,
@@ -106,6 +120,7 @@ class LeaderRun implements EmergencyStop {
     processGuard: ProcessGuard | undefined,
     private readonly http: HttpHooks | undefined,
     supervisor: SupervisorLoader,
+    private readonly hooks: HookRunner,
   ) {
     this.child = new ChildControl(options, log, processGuard, http, supervisor, {
       term: () => this.elector.term(),
@@ -122,7 +137,12 @@ class LeaderRun implements EmergencyStop {
       metrics: http?.metrics,
       callbacks: {
         onStartedLeading: (signal) => this.child.lead(signal),
-        onStoppedLeading: () => undefined,
+        onStoppedLeading: () => {
+          // Called after every campaign, also one that never led: fire only for a term we held.
+          if (this.ledTerm === undefined) return;
+          this.hooks.fire("on-stopped-leading", this.hookContext(this.ledTerm));
+          this.ledTerm = undefined;
+        },
       },
       onEvent: (event) => this.onElectionEvent(event),
     });
@@ -170,7 +190,10 @@ class LeaderRun implements EmergencyStop {
     if (cause?.kind === "child_done") return cause.exit.exitCode;
     if (cause?.kind === "signal") return 128 + signalNumber(cause.signal);
     if (cause?.kind === "not_acquired") {
-      this.log.warn("not_acquired", { holder: this.elector.getLeader() }, this.notAcquiredMessage());
+      // With --no-wait, finding the lease taken is the normal skip of a cron run: info, so --quiet says
+      // nothing. Giving up after --wait is a surprise worth a warning.
+      const level = this.options.noWait ? "info" : "warn";
+      this.log[level]("not_acquired", { holder: this.elector.getLeader() }, this.notAcquiredMessage());
       return this.options.conflictExitCode;
     }
     if (cause?.kind === "internal") return ExitCode.INTERNAL;
@@ -180,6 +203,8 @@ class LeaderRun implements EmergencyStop {
     }
     if (this.lostReason !== undefined && this.lostReason !== "cancelled") {
       if (this.options.onLost === "campaign") return undefined;
+      // Stepping down on request is a clean end, not a loss.
+      if (this.lostReason === "handover") return ExitCode.OK;
       return ExitCode.LOST;
     }
     return ExitCode.INTERNAL;
@@ -228,6 +253,8 @@ class LeaderRun implements EmergencyStop {
         // --wait bounds the wait for the first acquisition only.
         this.waitTimer?.cancel();
         log.info("acquired", { term: event.term });
+        this.ledTerm = event.term;
+        this.hooks.fire("on-started-leading", this.hookContext(event.term));
         return;
       case "acquire_failed":
         this.onAcquireFailed(event.error, event.holder);
@@ -240,7 +267,9 @@ class LeaderRun implements EmergencyStop {
         return;
       case "lost":
         this.lostReason = event.reason;
-        if (event.reason !== "cancelled") {
+        if (event.reason === "handover") {
+          log.info("handing_over", { term: this.elector.term() }, "a hand-over was requested (leader-run step-down); stopping the child, then releasing the lease");
+        } else if (event.reason !== "cancelled") {
           log.error("lost", { term: this.elector.term(), reason: event.reason, holder: event.holder }, event.reason === "foreign_holder" ? `another holder ("${event.holder ?? ""}") took the lease; stopping the child` : "could not renew the lease before the renew deadline; stopping the child");
         }
         return;
@@ -255,11 +284,16 @@ class LeaderRun implements EmergencyStop {
         return;
       case "new_leader":
         if (event.identity !== this.options.identity) log.info("new_leader", { leader: event.identity || "(none)" });
+        if (event.identity !== "") this.hooks.fire("on-new-leader", { ...this.hookContext(this.elector.term()), newLeader: event.identity });
         return;
       case "callback_error":
         log.error("internal_error", { callback: event.callback, error: describeError(event.error) });
         return;
     }
+  }
+
+  private hookContext(term: number | undefined): HookContext {
+    return { name: this.options.name, identity: this.options.identity, term };
   }
 
   private onAcquireFailed(error: unknown, holder: string | undefined): void {

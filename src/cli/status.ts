@@ -98,8 +98,15 @@ export async function readRecord(lock: ResourceLock, signal: AbortSignal): Promi
   }
 }
 
-export async function runStatus(options: StatusOptions, stdout: LogSink, now: () => Date = () => new Date()): Promise<number> {
+export async function runStatus(options: StatusOptions, stdout: LogSink, now: () => Date = () => new Date(), warn: (message: string) => void = () => undefined): Promise<number> {
   const lock = await openTargetLock(options);
+  if (options.watch) {
+    try {
+      return await watchStatus(options, lock, stdout, now, warn);
+    } finally {
+      await lock.close?.();
+    }
+  }
   try {
     const record = await withTimeout(`reading lease ${options.name}`, (signal) => readRecord(lock, signal));
     const status = leaseStatus(options.name, lock.describe(), record, now());
@@ -131,11 +138,12 @@ function relative(date: Date, now: Date): string {
   return ms > 0 ? `in ${formatDuration(ms)}` : `${formatDuration(-ms)} ago`;
 }
 
+/** The state names are the JSON ones (scripts may grep either output); the rest explains them. */
 const STATE_TEXT: Record<LeaseState, string> = {
-  live: "held",
+  live: "live (held and renewed in time)",
   expired: "expired (nobody renewed it in time; the next candidate takes it)",
-  released: "free (released)",
-  absent: "free (never created)",
+  released: "released (free)",
+  absent: "absent (free, never created)",
 };
 
 export function statusText(s: LeaseStatus, now: Date): string {
@@ -153,4 +161,66 @@ export function statusText(s: LeaseStatus, now: Date): string {
     lines.push(["term", String(s.term ?? "-")]);
   }
   return lines.map(([k, v]) => `${`${k}:`.padEnd(10)}${v}\n`).join("");
+}
+
+/** How often `status --watch` reads the record when the backend offers no change notification (or misses one). */
+export const WATCH_POLL_MS = 1000;
+
+/**
+ * `status --watch`: reads the record every WATCH_POLL_MS, and at once when the backend's `watch()`
+ * reports a change, and prints one line per change of holder or state (a lease that expires is a
+ * change, a renewal is not). Works on every backend because reading is all it needs; runs until
+ * SIGINT or SIGTERM.
+ */
+async function watchStatus(options: StatusOptions, lock: ResourceLock, stdout: LogSink, now: () => Date, warn: (message: string) => void): Promise<number> {
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let wake: (() => void) | undefined;
+  lock.watch?.(() => wake?.(), stop.signal);
+  let last: string | undefined;
+  let failing = false;
+  try {
+    while (!stop.signal.aborted) {
+      try {
+        const record = await withTimeout(`reading lease ${options.name}`, (signal) => readRecord(lock, AbortSignal.any([signal, stop.signal])));
+        failing = false;
+        const status = leaseStatus(options.name, lock.describe(), record, now());
+        const key = `${status.state}\u0000${status.holder ?? ""}\u0000${status.term ?? ""}`;
+        if (key !== last) {
+          last = key;
+          stdout.write(options.output === "json" ? `${JSON.stringify({ time: now().toISOString(), ...statusJSON(status) })}\n` : watchLine(status, now()));
+        }
+      } catch (e) {
+        if (stop.signal.aborted) break;
+        // Keep watching through an outage, but say so once.
+        if (!failing) warn(`cannot read lease ${options.name}: ${e instanceof Error ? e.message : String(e)}; still watching`);
+        failing = true;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, WATCH_POLL_MS);
+        function done(): void {
+          clearTimeout(timer);
+          stop.signal.removeEventListener("abort", done);
+          wake = undefined;
+          resolve();
+        }
+        wake = done;
+        stop.signal.addEventListener("abort", done, { once: true });
+      });
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  return ExitCode.OK;
+}
+
+/** `2024-05-01T12:00:00.000Z live holder=web-1_ab12 term=3` */
+function watchLine(s: LeaseStatus, now: Date): string {
+  let line = `${now.toISOString()} ${s.state}`;
+  if (s.holder !== null) line += ` holder=${s.holder}`;
+  if (s.term !== null) line += ` term=${s.term}`;
+  return `${line}\n`;
 }

@@ -36,6 +36,8 @@ interface AttemptResult {
   ok: boolean;
   /** Set when a renew read shows somebody else (or nobody) holding the lease. */
   foreignHolder?: string;
+  /** Set when a renew read shows our record with another preferredHolder: asked to hand over. */
+  handover?: boolean;
   error?: unknown;
   slowPath?: boolean;
 }
@@ -323,6 +325,10 @@ export class LeaderElector {
             end("foreign_holder");
             break;
           }
+          if (result.handover === true) {
+            end("handover");
+            break;
+          }
           this.emit({
             type: "renew_failed",
             lock: this.lock.describe(),
@@ -403,6 +409,11 @@ export class LeaderElector {
     // D3: while leading, any other holder (also a forced release, also our identity written by another
     // process) ends leadership at once.
     if (phase === "renew" && !ours) return { ok: false, foreignHolder: holder };
+    // Still ours, but someone asked us to hand over: do not renew (that would erase the request); end
+    // leadership so the work stops, then release. Standbys saw the record change, so none of them
+    // takes over before our release or a full lease duration, whichever comes first.
+    const preferred = fetched.record.preferredHolder;
+    if (phase === "renew" && preferred !== undefined && preferred !== "" && preferred !== this.id) return { ok: false, handover: true };
 
     // 4. Yield to a valid lease held by someone else. An empty holder is always acquirable. A lock that
     //    checks our identity itself (the file lock: by process liveness) decides in its update.

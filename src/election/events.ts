@@ -40,5 +40,9 @@ export type ElectionEvent =
   | { type: "lease_deleted"; lock: string; leading: boolean; recreateInMs: number }
   | { type: "callback_error"; lock: string; callback: "onStartedLeading" | "onNewLeader" | "onStoppedLeading"; error: unknown };
 
-/** Why leadership ended. */
-export type LostReason = "deadline" | "foreign_holder" | "cancelled";
+/**
+ * Why leadership ended. `handover`: the record names another `preferredHolder` (a hand-over request,
+ * e.g. `leader-run step-down`); leadership ends as on cancel, and the lease is released once the work
+ * has stopped.
+ */
+export type LostReason = "deadline" | "foreign_holder" | "cancelled" | "handover";

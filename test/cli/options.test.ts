@@ -375,12 +375,88 @@ describe("help, version, completion", () => {
     assert.match(r.stdout, /^\d+\.\d+\.\d+.*\n$/);
   });
 
-  it("completion prints a shell completion script, and completions are offered", async () => {
-    const r = await runMain(["completion"]);
-    assert.equal(r.code, 0);
-    assert.match(r.stdout, /leader-run --get-yargs-completions/);
-    const c = await runMain(["--get-yargs-completions", "leader-run", "sta"]);
-    assert.equal(c.code, 0);
-    assert.match(c.stdout, /^status$/m);
+  it("completion prints the script of the shell asked for, and completion --help prints help", async () => {
+    for (const shell of ["bash", "zsh", "fish"]) {
+      const r = await runMain(["completion", shell]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`completion for ${shell}`));
+      assert.match(r.stdout, /leader-run __complete --/);
+    }
+    assert.match((await runMain(["completion"], { SHELL: "/usr/bin/fish" })).stdout, /completion for fish/);
+    assert.match((await runMain(["completion"], { SHELL: "/bin/zsh" })).stdout, /^#compdef leader-run/);
+    const help = await runMain(["completion", "--help"]);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^leader-run completion \[bash\|zsh\|fish\]/);
+    const bad = await runMain(["completion", "tcsh"]);
+    assert.equal(bad.code, 64);
+  });
+
+  it("completions: subcommands, each command's options, an option's values, nothing of ours after --", async () => {
+    const complete = async (...words: string[]): Promise<string[]> => {
+      const r = await runMain(["__complete", "--", ...words]);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.split("\n").filter((l) => l !== "");
+    };
+    assert.deepEqual(await complete("sta"), ["status"]);
+    assert.deepEqual(await complete("--restart", ""), ["never", "on-failure", "always"]);
+    assert.deepEqual(await complete("--restart", "on"), ["on-failure"]);
+    assert.deepEqual(await complete("--log-level", ""), ["debug", "info", "warn", "error"]);
+    assert.deepEqual(await complete("status", "--output", ""), ["text", "json"]);
+    assert.ok((await complete("--no-w")).includes("--no-wait"));
+    assert.ok((await complete("--min")).includes("--min-hold"));
+    assert.ok(!(await complete("status", "--")).includes("--restart"), "run-only options are not offered to status");
+    assert.ok((await complete("release", "--f")).includes("--force"));
+    assert.deepEqual(await complete("--", "ech"), [], "after -- the words are the command's");
+    assert.deepEqual(await complete("--no-wait", "--", "ls", "--re"), []);
+    assert.deepEqual(await complete("--lock", ""), [], "a free-form value: the shell completes file names");
+    assert.deepEqual(await complete("--name", "status", "--q"), ["--quiet"], "a value is not taken for a subcommand");
+    assert.deepEqual(await complete("completion", ""), ["bash", "zsh", "fish"]);
+  });
+
+  it("the bash script completes through the real bash", async () => {
+    const script = (await runMain(["completion", "bash"])).stdout;
+    // The script calls `leader-run`: point it at this test's entry point.
+    const shim = `leader-run() { node --import tsx ${JSON.stringify(CLI)} "$@"; }`;
+    const probe = `${shim}\n${script}\nCOMP_WORDS=(leader-run --restart "")\nCOMP_CWORD=2\n_leader_run_complete\nprintf '%s\\n' "\${COMPREPLY[@]}"`;
+    const r = spawnSync("bash", ["-c", probe], { encoding: "utf8", cwd: ROOT, timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.split("\n").filter((l) => l !== ""), ["never", "on-failure", "always"]);
+  });
+
+  it("help, run, -V, -q and -v are understood as users type them", async () => {
+    const help = await runMain(["help"]);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^leader-run \[options\] -- <command>/);
+    const helpStatus = await runMain(["help", "status"]);
+    assert.match(helpStatus.stdout, /^leader-run status/);
+    assert.match((await runMain(["-V"])).stdout, /^\d+\.\d+\.\d+/);
+    const run = await parseCommandLine(["run", "-q", "--", "true"], { env: {}, cwd: "/tmp" });
+    assert.equal(run.command, "run");
+    if (run.command !== "run") return;
+    assert.deepEqual(run.options.command, ["true"]);
+    assert.equal(run.options.quiet, true);
+    assert.equal(run.options.logLevel, "warn");
+    const verbose = await parseCommandLine(["-v", "--", "true"], { env: {}, cwd: "/tmp" });
+    assert.equal(verbose.command === "run" && verbose.options.logLevel, "debug");
+    const both = await runMain(["-v", "-q", "--", "true"]);
+    assert.equal(both.code, 64);
+    assert.match(both.stderr, /contradict/);
+  });
+
+  it("--help lists only the lock backends this build has", async () => {
+    const text = (await runMain(["--help"])).stdout;
+    assert.doesNotMatch(text, /etcd:\/\/|postgres:\/\//);
+  });
+
+  it("usage errors are JSON under --log-format json, and a mistyped subcommand keeps the words after --", async () => {
+    const r = await runMain(["--log-format", "json", "--bogus", "--", "true"]);
+    assert.equal(r.code, 64);
+    const line = JSON.parse(r.stderr) as Record<string, unknown>;
+    assert.equal(line.event, "usage_error");
+    assert.equal(line.level, "error");
+    assert.equal(line.exit_code, 64);
+    assert.match(String(line.msg), /unknown option --bogus/);
+    const typo = await runMain(["stauts", "--", "true"]);
+    assert.match(typo.stderr, /-- stauts true\n$/);
   });
 });

@@ -58,7 +58,7 @@ describe("leader-run status", () => {
     const r = await cli(["status", ...lockArg(), "--name", "never"]);
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stdout, /^lease:\s+never$/m);
-    assert.match(r.stdout, /^state:\s+free \(never created\)$/m);
+    assert.match(r.stdout, /^state:\s+absent \(free, never created\)$/m);
     const j = await cli(["status", ...lockArg(), "--name", "never", "--output", "json"]);
     assert.equal(j.code, 3);
     assert.deepEqual(JSON.parse(j.stdout), {
@@ -80,7 +80,7 @@ describe("leader-run status", () => {
     await seed("live", record);
     const r = await cli(["status", ...lockArg(), "--name", "live"]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^state:\s+held$/m);
+    assert.match(r.stdout, /^state:\s+live \(held and renewed in time\)$/m);
     assert.match(r.stdout, /^holder:\s+web-1_aaaa1111$/m);
     // Rounded to the second: the time seeding and reading took (fsyncs) may add one, as for the next two.
     assert.match(r.stdout, /^since:\s+\S+Z \(1m[01]s ago\)$/m);
@@ -123,8 +123,22 @@ describe("leader-run release", () => {
     assert.equal((await read("theirs")).holderIdentity, "web-4_dddd4444");
   });
 
-  it("releases our own lease with client-go's released record, keeping the term", async () => {
-    await seed("ours", rec("me_11111111", 5));
+  it("refuses to release a live holder's lease, even naming its --identity, without --force (exit 75)", async () => {
+    await seed("live-ours", rec("me_22222222", 2));
+    const r = await cli(["release", ...lockArg(), "--name", "live-ours", "--identity", "me_22222222"]);
+    assert.equal(r.code, 75);
+    assert.match(r.stderr, /^leader-run: lease live-ours is held by me_22222222, which is still renewing it: .*--force if it is gone for good\n$/);
+    assert.equal((await read("live-ours")).holderIdentity, "me_22222222");
+    const json = await cli(["release", ...lockArg(), "--name", "live-ours", "--identity", "me_22222222", "--output", "json"]);
+    assert.equal(json.code, 75);
+    const out = JSON.parse(json.stdout) as Record<string, unknown>;
+    assert.equal(out.released, false);
+    assert.equal(out.refused, true);
+    assert.equal(out.holder, "me_22222222");
+  });
+
+  it("releases our own expired lease with client-go's released record, keeping the term", async () => {
+    await seed("ours", rec("me_11111111", 5, 20_000));
     const before = Date.now();
     const r = await cli(["release", ...lockArg(), "--name", "ours", "--identity", "me_11111111"]);
     assert.equal(r.code, 0, r.stderr);
@@ -137,7 +151,7 @@ describe("leader-run release", () => {
     assert.equal(after.acquireTime?.getTime(), after.renewTime?.getTime());
     const s = await cli(["status", ...lockArg(), "--name", "ours"]);
     assert.equal(s.code, 3);
-    assert.match(s.stdout, /^state:\s+free \(released\)$/m);
+    assert.match(s.stdout, /^state:\s+released \(free\)$/m);
   });
 
   it("--force releases whoever holds it", async () => {
@@ -145,6 +159,7 @@ describe("leader-run release", () => {
     const r = await cli(["release", ...lockArg(), "--name", "forced", "--force", "--output", "json"]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), { lease: "forced", location: join(dir, "forced"), released: true, previousHolder: "web-5_eeee5555", term: 9 });
+    assert.match(r.stderr, /forcing the release of a live lease held by web-5_eeee5555: if its leader-run still runs/);
     assert.equal((await read("forced")).holderIdentity, "");
   });
 

@@ -215,7 +215,11 @@ describe("hand-over between leader-run processes on one file lease", () => {
       assert.equal(await r.exitCode(), 64, `${r}`);
       const lines = r.stderr.trim().split("\n");
       assert.equal(lines.length, 1, r.stderr);
-      assert.match(lines[0] ?? "", /^leader-run: .*\b(in use|EADDRINUSE)\b/i);
+      // h.run logs JSON, so the usage error is one JSON line too.
+      const line = JSON.parse(lines[0] ?? "") as { event?: string; exit_code?: number; msg?: string };
+      assert.equal(line.event, "usage_error");
+      assert.equal(line.exit_code, 64);
+      assert.match(line.msg ?? "", /\b(in use|EADDRINUSE)\b/i);
       assert.deepEqual(await h.childEvents(), []);
       await assert.rejects(h.leaseFile(), { code: "ENOENT" }, "the lease was touched");
     } finally {

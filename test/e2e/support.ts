@@ -344,7 +344,7 @@ export class E2E {
   }
 
   /** `leader-run status|release …` on this test's lease. */
-  async oneShot(command: "status" | "release", extra: readonly string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  async oneShot(command: "status" | "release" | "step-down", extra: readonly string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const p = this.spawn(command, [command, "--lock", this.lockUrl, "--name", this.name, ...extra]);
     const { code } = await p.exit(20_000);
     return { code, stdout: p.stdout, stderr: p.stderr };

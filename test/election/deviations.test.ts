@@ -227,3 +227,32 @@ describe("D8: watch-driven hand-over", () => {
     assert.equal(store.watcherCount(), 0);
   });
 });
+
+describe("hand-over request (preferredHolder)", () => {
+  test("a renew read naming another preferredHolder ends leadership with reason handover, and the lease is released", async () => {
+    const env = newEnv();
+    const c = new Candidate(env, "baz", { releaseOnCancel: true });
+    const h = c.run();
+    await env.clock.advanceTo(3 * S);
+    const current = env.store.read();
+    assert.ok(current);
+    env.store.put({ ...current, preferredHolder: "step-down_1" });
+    await env.clock.runUntil(() => h.settled, 20 * S, "run to end");
+    const lost = c.electionEvents.filter((e) => e.type === "lost");
+    assert.deepEqual(lost.map((e) => (e.type === "lost" ? e.reason : "")), ["handover"]);
+    assert.equal(env.store.read()?.holderIdentity, "", "released after the work stopped");
+  });
+
+  test("our own identity as preferredHolder is no request", async () => {
+    const env = newEnv();
+    const c = new Candidate(env, "baz");
+    const h = c.run();
+    await env.clock.advanceTo(3 * S);
+    const current = env.store.read();
+    assert.ok(current);
+    env.store.put({ ...current, preferredHolder: "baz" });
+    await env.clock.advanceTo(10 * S);
+    assert.equal(c.le.isLeader(), true);
+    await abortAndWait(env, h);
+  });
+});

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { constants, watch as fsWatch, type FSWatcher, type Stats } from "node:fs";
 import { link, lstat, mkdir, open, readdir, rename, unlink } from "node:fs/promises";
-import { userInfo } from "node:os";
-import { join, resolve } from "node:path";
+import { tmpdir, userInfo } from "node:os";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { systemClock, type Clock } from "../../election/clock.js";
 import {
   AlreadyExistsError,
@@ -208,7 +208,8 @@ export class FileLock implements ResourceLock, ProcessGuard {
 
   get(signal?: AbortSignal): Promise<{ record: LeaderElectionRecord; raw: string }> {
     return withAbort(signal, async () => {
-      await this.ensureDir();
+      // Reading never creates anything: a mistyped `status --lock file:…` must not leave a directory.
+      if (!(await this.ensureDir(false))) throw new NotFoundError(`lock directory ${this.dir} does not exist`);
       const generation = this.generation;
       const content = await this.readLease();
       // A write of ours (setGuardedProcessGroup) that landed meanwhile stays the CAS base: these bytes
@@ -541,15 +542,19 @@ export class FileLock implements ResourceLock, ProcessGuard {
     }
   }
 
-  /** Creates the directory (0700) if missing; refuses one that others could tamper with. */
-  private async ensureDir(): Promise<void> {
+  /**
+   * Creates the directory (0700) if missing (unless `create` is false: then says whether it exists);
+   * refuses one that others could tamper with.
+   */
+  private async ensureDir(create = true): Promise<boolean> {
     let st: Stats;
     try {
       st = await lstat(this.dir);
     } catch (err) {
       if (errno(err) !== "ENOENT") throw this.fsError(err, `cannot use lock directory ${this.dir}`);
+      if (!create) return false;
+      await this.makeDirs(this.dir);
       try {
-        await mkdir(this.dir, { recursive: true, mode: 0o700 });
         st = await lstat(this.dir);
       } catch (err2) {
         throw this.fsError(err2, `cannot create lock directory ${this.dir}`);
@@ -559,6 +564,41 @@ export class FileLock implements ResourceLock, ProcessGuard {
     if (st.isSymbolicLink()) throw new PermanentLockError(`lock directory ${this.dir} is a symlink; ${fix}`);
     if (!st.isDirectory()) throw new PermanentLockError(`lock directory ${this.dir} is not a directory; ${fix}`);
     this.checkSafe(st, this.dir, "lock directory", fix);
+    return true;
+  }
+
+  /**
+   * `mkdir -p`, one level at a time. Not `mkdir(…, { recursive: true })`: on a path under /proc it
+   * never returns (and spins a libuv thread), so leader-run hung with no message. Here a parent that
+   * cannot hold directories fails at once with the path and the reason.
+   */
+  private async makeDirs(dir: string): Promise<void> {
+    const missing: string[] = [];
+    let at = dir;
+    for (;;) {
+      try {
+        await lstat(at);
+        break;
+      } catch (err) {
+        if (errno(err) !== "ENOENT") throw this.fsError(err, `cannot create lock directory ${dir}: cannot use ${at}`);
+      }
+      missing.unshift(at);
+      const parent = dirname(at);
+      if (parent === at) break;
+      at = parent;
+    }
+    for (const path of missing) {
+      try {
+        await mkdir(path, { mode: 0o700 });
+      } catch (err) {
+        if (errno(err) === "EEXIST") continue; // another process made it meanwhile
+        if (errno(err) === "ENOENT") {
+          // The parent exists but cannot hold directories (/proc, /sys): no retry will change that.
+          throw new PermanentLockError(`cannot create lock directory ${dir}: ${dirname(path)} cannot hold directories (mkdir ${path}: ENOENT); choose another directory with --lock file:<dir>`, { cause: err });
+        }
+        throw this.fsError(err, `cannot create lock directory ${dir}: mkdir ${path} failed`);
+      }
+    }
   }
 
   private checkSafe(st: Stats, path: string, what: string, fix: string): void {
@@ -576,6 +616,15 @@ export class FileLock implements ResourceLock, ProcessGuard {
     const code = errno(err);
     if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
       return new PermanentLockError(`${what}: permission denied (${code}); make it writable by this user or choose another directory with --lock file:<dir>`, { cause: err });
+    }
+    // The path itself is unusable: retrying cannot help, so fail at once (exit 69) naming why.
+    const unusable: Record<string, string> = {
+      ENOTDIR: "a part of the path is a file, not a directory",
+      ENAMETOOLONG: "the path is too long",
+      ELOOP: "the path has a symlink loop",
+    };
+    if (code !== undefined && unusable[code] !== undefined) {
+      return new PermanentLockError(`${what}: ${unusable[code]} (${code}); choose another directory with --lock file:<dir>`, { cause: err });
     }
     return new LockError(`${what}: ${(err as Error).message}`, { cause: err });
   }
