@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { constants, watch as fsWatch, type FSWatcher, type Stats } from "node:fs";
 import { link, lstat, mkdir, open, readdir, rename, unlink } from "node:fs/promises";
-import { tmpdir, userInfo } from "node:os";
-import { dirname, isAbsolute, join, resolve } from "node:path";
+import { userInfo } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { systemClock, type Clock } from "../../election/clock.js";
 import {
   AlreadyExistsError,
