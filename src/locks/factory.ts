@@ -16,6 +16,12 @@ export interface OpenLockOptions {
   /** Kubernetes only. */
   namespace?: string;
   kubeconfig?: string;
+  /** PEM files for TLS backends (etcds://); CLI --tls-ca, --tls-cert, --tls-key. */
+  tlsCaFile?: string | undefined;
+  tlsCertFile?: string | undefined;
+  tlsKeyFile?: string | undefined;
+  /** etcd only: file holding the password (CLI --etcd-password-file). */
+  etcdPasswordFile?: string | undefined;
   /** Where backends read secret variables (e.g. LEADER_RUN_REDIS_PASSWORD); default process.env. */
   env?: NodeJS.ProcessEnv;
   /** Non-fatal backend problems (e.g. events forbidden), for the caller's log. */
@@ -38,7 +44,7 @@ export async function openLock(spec: LockSpec, options: OpenLockOptions): Promis
   }
 }
 
-const CONFIG_ERRORS = new Set(["FileLockConfigError", "RedisConfigError", "KubernetesConfigError", "ConfigError"]);
+const CONFIG_ERRORS = new Set(["FileLockConfigError", "RedisConfigError", "KubernetesConfigError", "EtcdConfigError", "ConfigError"]);
 
 async function open(spec: LockSpec, options: OpenLockOptions): Promise<ResourceLock> {
   switch (spec.kind) {
@@ -62,8 +68,21 @@ async function open(spec: LockSpec, options: OpenLockOptions): Promise<ResourceL
       const { name, identity, leaseDurationMs, renewDeadlineMs, namespace, kubeconfig, env, onWarning } = options;
       return await openKubernetesLock(spec, { name, identity, leaseDurationMs, renewDeadlineMs, namespace, kubeconfig, env, onWarning });
     }
-    case "etcd":
-      throw new BackendUnavailableError("etcd");
+    case "etcd": {
+      const { openEtcdLock } = await import("./etcd/index.js");
+      const { name, identity, leaseDurationMs, renewDeadlineMs, env } = options;
+      const tls = { caFile: options.tlsCaFile, certFile: options.tlsCertFile, keyFile: options.tlsKeyFile };
+      const hasTls = Object.values(tls).some((v) => v !== undefined);
+      return await openEtcdLock(spec, {
+        name,
+        identity,
+        leaseDurationMs,
+        renewDeadlineMs,
+        ...(env !== undefined ? { env } : {}),
+        ...(hasTls ? { tls } : {}),
+        ...(options.etcdPasswordFile !== undefined ? { passwordFile: options.etcdPasswordFile } : {}),
+      });
+    }
     case "postgres":
       throw new BackendUnavailableError("postgres");
   }
