@@ -5,7 +5,7 @@
  * killed and every temp dir removed when the test process exits, even if a test forgets `stop()`.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { promisify } from "node:util";
@@ -117,10 +117,27 @@ export class EtcdMember {
     this.paused = false;
   }
 
-  pause(): void {
-    if (!this.running) return;
+  /** SIGSTOP, and waits until every thread has actually stopped (signal delivery is asynchronous). */
+  async pause(): Promise<void> {
+    const pid = this.process?.pid;
+    if (!this.running || pid === undefined) return;
     this.process?.kill("SIGSTOP");
     this.paused = true;
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      let allStopped = true;
+      try {
+        for (const task of readdirSync(`/proc/${pid}/task`)) {
+          const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, "utf8");
+          const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+          if (state !== "T" && state !== "t") allStopped = false;
+        }
+      } catch {
+        return; // no /proc (or the process is gone): nothing more to wait for
+      }
+      if (allStopped) return;
+      await sleep(5);
+    }
   }
 
   resume(): void {

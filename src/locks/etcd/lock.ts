@@ -1,4 +1,4 @@
-import { ConsecutiveBreaker, ConstantBackoff, circuitBreaker, handleWhen, retry } from "cockatiel";
+import { ConsecutiveBreaker, ConstantBackoff, circuitBreaker, handleWhen, noop, retry } from "cockatiel";
 import { Etcd3, GRPCUnavailableError, isRecoverableError, type IKeyValue, type IOptions, type ITxnResponse, type Watcher } from "etcd3";
 import {
   AlreadyExistsError,
@@ -402,7 +402,9 @@ function clientOptions(settings: EtcdLockSettings): IOptions {
     dialTimeout: settings.callTimeoutMs,
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + settings.callTimeoutMs }),
     faultHandling: {
-      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(2) }),
+      // With one endpoint there is nowhere else to go: a breaker would only turn a recovered etcd away.
+      host: () =>
+        endpoints.length > 1 ? circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(2) }) : noop,
       global: retry(handleWhen((error) => error instanceof GRPCUnavailableError), { maxAttempts: Math.max(0, endpoints.length - 1), backoff: new ConstantBackoff(0) }),
     },
     grpcOptions: {
