@@ -216,3 +216,36 @@ describe("etcd lock against a real etcd", () => {
     assert.equal(after.record.holderIdentity, "", "stopping releases");
   });
 });
+
+describe("etcd lock across an etcd restart from its data dir", () => {
+  test("the record and the term survive; a fresh process continues the terms; the old lock reconnects", async (t) => {
+    if (!requireEtcd(t)) return;
+    const server = await startEtcd();
+    t.after(() => server.stop());
+    const name = uniqueName();
+    const options = { name, leaseDurationMs: LD, renewDeadlineMs: RD };
+    const a = await openEtcdLock(server.url, { ...options, identity: "a" });
+    t.after(() => a.close());
+    await assert.rejects(a.get(), NotFoundError);
+    await a.create(rec("a", 4));
+    await server.restart(0);
+    const fresh = await openEtcdLock(server.url, { ...options, identity: "f" });
+    t.after(() => fresh.close());
+    const seen = await fresh.get();
+    assert.deepEqual([seen.record.holderIdentity, seen.record.leaderTransitions], ["a", 4]);
+    // The old lock's channel reconnects: its next write goes through (compare-and-swap still matches).
+    let renewed = false;
+    for (let i = 0; i < 20 && !renewed; i++) {
+      try {
+        await a.update(rec("a", 4));
+        renewed = true;
+      } catch {
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    assert.ok(renewed, "the lock works again after the restart");
+    await fresh.get();
+    await fresh.update(rec("f", 5));
+    assert.equal(fresh.fencingToken(), 5);
+  });
+});
