@@ -1,4 +1,4 @@
-import { ConsecutiveBreaker, ConstantBackoff, circuitBreaker, handleWhen, noop, retry } from "cockatiel";
+import { ConsecutiveBreaker, ConstantBackoff, circuitBreaker, handleWhen, noop, retry, type IBackoff } from "cockatiel";
 import { Etcd3, GRPCUnavailableError, isRecoverableError, type IKeyValue, type IOptions, type ITxnResponse, type Watcher } from "etcd3";
 import {
   AlreadyExistsError,
@@ -74,7 +74,7 @@ export class EtcdLock implements ResourceLock {
   readonly keys: EtcdLeaseKeys;
   private readonly client: Etcd3;
   private readonly listeners = new Set<() => void>();
-  private watcher: Promise<Watcher | undefined> | undefined;
+  private watcher: Watcher | undefined;
   private snapshot: Snapshot | undefined;
   private written: LeaderElectionRecord | undefined;
   /** The etcd lease our last successful write attached the record to (ours to revoke once replaced). */
@@ -83,7 +83,7 @@ export class EtcdLock implements ResourceLock {
 
   constructor(private readonly settings: EtcdLockSettings) {
     this.keys = etcdLeaseKeys(settings.prefix, settings.name);
-    this.client = new Etcd3(clientOptions(settings));
+    this.client = new Etcd3(clientOptions(settings, () => this.closed));
   }
 
   identity(): string {
@@ -180,7 +180,8 @@ export class EtcdLock implements ResourceLock {
     const watcher = this.watcher;
     this.watcher = undefined;
     // Cancelling asks the server; a frozen etcd must not hold up the exit, so do not wait for it.
-    void watcher?.then((w) => w?.cancel()).catch(() => undefined);
+    // Closing the client then ends the stream, which completes the cancellation.
+    watcher?.cancel().catch(() => undefined);
     this.client.close();
   }
 
@@ -337,29 +338,18 @@ export class EtcdLock implements ResourceLock {
 
   private ensureWatcher(): void {
     if (this.watcher !== undefined) return;
-    const creating = this.client
-      .watch()
-      .prefix(this.keys.base)
-      .create()
-      .then(
-        (watcher) => {
-          watcher.on("put", () => this.notify());
-          watcher.on("delete", () => this.notify());
-          // The first connect and every reconnect: a change may have happened while not watching.
-          watcher.on("connected", () => this.notify());
-          watcher.on("error", () => undefined);
-          watcher.on("disconnected", () => undefined);
-          if (this.closed) void watcher.cancel().catch(() => undefined);
-          return watcher;
-        },
-        () => {
-          // Not watching is only slower: the elector's retry loop still finds every change. Try again
-          // at the next watch() call.
-          if (this.watcher === creating) this.watcher = undefined;
-          return undefined;
-        },
-      );
-    this.watcher = creating;
+    // `watcher()` hands the Watcher over at once (`create()` would only resolve once etcd answered):
+    // close() must be able to cancel it even if etcd never answers, or etcd3 keeps reconnecting it,
+    // and its timers keep the process alive, forever.
+    const watcher = this.client.watch().prefix(this.keys.base).watcher();
+    watcher.on("put", () => this.notify());
+    watcher.on("delete", () => this.notify());
+    // The first connect and every reconnect: a change may have happened while not watching.
+    watcher.on("connected", () => this.notify());
+    // Not watching is only slower: the elector's retry loop still finds every change.
+    watcher.on("error", () => undefined);
+    watcher.on("disconnected", () => undefined);
+    this.watcher = watcher;
   }
 
   private notify(): void {
@@ -394,7 +384,7 @@ function modRevisionIs(key: string, revision: string): object {
  * endpoint), and a call that failed with UNAVAILABLE (typically: it never reached the member) is
  * retried at once on another one. A deadline is never retried: a late write must not trail behind.
  */
-function clientOptions(settings: EtcdLockSettings): IOptions {
+function clientOptions(settings: EtcdLockSettings, closed: () => boolean): IOptions {
   const { connection } = settings;
   const endpoints = connection.endpoints.map(hostPort);
   const options: IOptions = {
@@ -402,6 +392,10 @@ function clientOptions(settings: EtcdLockSettings): IOptions {
     dialTimeout: settings.callTimeoutMs,
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + settings.callTimeoutMs }),
     faultHandling: {
+      // etcd3 re-opens a failed watch stream after this backoff, with a timer we cannot unref: keep it
+      // short (100 ms doubling to 500 ms) and zero once closed, so a lock closed while etcd is unreachable
+      // holds up the process's exit by at most half a second.
+      watchBackoff: watchBackoff(0, closed),
       // With one endpoint there is nowhere else to go: a breaker would only turn a recovered etcd away.
       host: () =>
         endpoints.length > 1 ? circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(2) }) : noop,
@@ -427,4 +421,13 @@ function clientOptions(settings: EtcdLockSettings): IOptions {
     };
   }
   return options;
+}
+
+function watchBackoff(attempt: number, closed: () => boolean): IBackoff<unknown> {
+  return {
+    get duration(): number {
+      return closed() ? 0 : Math.min(500, 100 * 2 ** attempt);
+    },
+    next: () => watchBackoff(Math.min(attempt + 1, 10), closed),
+  };
 }
