@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isRunning } from "../child/fixtures/util.js";
-import { makeTempDir } from "../support/redis-server.js";
+import { freePort, makeTempDir } from "../support/redis-server.js";
 import { requireEtcd, startEtcd } from "../support/etcd-server.js";
 import { Cli, runCli, stopAllClis } from "./cli-harness.js";
 
@@ -89,6 +89,22 @@ describe("leader-run --lock etcd:// (real processes)", () => {
     } finally {
       member.resume();
     }
+  });
+
+  test("unreachable etcd: campaigning goes on, SIGTERM ends it promptly (nothing keeps the process alive); --no-wait exits 69", async (t) => {
+    if (!requireEtcd(t)) return;
+    const url = `etcd://127.0.0.1:${await freePort()}`;
+    const name = leaseName();
+    const cli = new Cli(["--lock", url, "--name", name, "--", "sleep", "1000"]);
+    assert.ok(await cli.waitFor("acquire_failed", 20_000), cli.stderr.join("\n"));
+    const signalled = performance.now();
+    cli.signal("SIGTERM");
+    const exit = await cli.exited;
+    assert.equal(exit.code, 143, cli.stderr.slice(-3).join("\n"));
+    assert.ok(exit.at - signalled < 3000, `exited ${(exit.at - signalled).toFixed(0)}ms after SIGTERM`);
+    const once = await runCli(["--lock", url, "--name", name, "--no-wait", "--", "true"]);
+    assert.equal(once.code, 69, once.stderr);
+    assert.match(once.stderr, /cannot reach the lock/);
   });
 
   test("etcds:// with a CA and a client certificate (--tls-ca, --tls-cert, --tls-key and their env twins)", async (t) => {

@@ -1,5 +1,5 @@
-import { ConsecutiveBreaker, ConstantBackoff, circuitBreaker, handleWhen, noop, retry, type IBackoff } from "cockatiel";
-import { Etcd3, GRPCUnavailableError, isRecoverableError, type IKeyValue, type IOptions, type ITxnResponse, type Watcher } from "etcd3";
+import { ConsecutiveBreaker, ConstantBackoff, circuitBreaker, handleWhen, noop, retry } from "cockatiel";
+import { Etcd3, GRPCUnavailableError, isRecoverableError, type IKeyValue, type IOptions, type ITxnResponse } from "etcd3";
 import {
   AlreadyExistsError,
   ConflictError,
@@ -11,6 +11,7 @@ import {
 import { recordFromJSON, recordToJSON, type LeaderElectionRecord } from "../../election/record.js";
 import { hostPort, type EtcdConnectionSettings } from "./config.js";
 import { EtcdUnavailableError, classifyEtcdError, type CallContext } from "./errors.js";
+import { PrefixWatch } from "./watch.js";
 
 /**
  * The etcd lock (`--lock etcd://…`): client-go's LeaderElectionRecord as JSON under one key per lease.
@@ -74,7 +75,7 @@ export class EtcdLock implements ResourceLock {
   readonly keys: EtcdLeaseKeys;
   private readonly client: Etcd3;
   private readonly listeners = new Set<() => void>();
-  private watcher: Watcher | undefined;
+  private watcher: PrefixWatch | undefined;
   private snapshot: Snapshot | undefined;
   private written: LeaderElectionRecord | undefined;
   /** The etcd lease our last successful write attached the record to (ours to revoke once replaced). */
@@ -83,7 +84,7 @@ export class EtcdLock implements ResourceLock {
 
   constructor(private readonly settings: EtcdLockSettings) {
     this.keys = etcdLeaseKeys(settings.prefix, settings.name);
-    this.client = new Etcd3(clientOptions(settings, () => this.closed));
+    this.client = new Etcd3(clientOptions(settings));
   }
 
   identity(): string {
@@ -179,9 +180,7 @@ export class EtcdLock implements ResourceLock {
     this.listeners.clear();
     const watcher = this.watcher;
     this.watcher = undefined;
-    // Cancelling asks the server; a frozen etcd must not hold up the exit, so do not wait for it.
-    // Closing the client then ends the stream, which completes the cancellation.
-    watcher?.cancel().catch(() => undefined);
+    watcher?.close();
     this.client.close();
   }
 
@@ -338,18 +337,8 @@ export class EtcdLock implements ResourceLock {
 
   private ensureWatcher(): void {
     if (this.watcher !== undefined) return;
-    // `watcher()` hands the Watcher over at once (`create()` would only resolve once etcd answered):
-    // close() must be able to cancel it even if etcd never answers, or etcd3 keeps reconnecting it,
-    // and its timers keep the process alive, forever.
-    const watcher = this.client.watch().prefix(this.keys.base).watcher();
-    watcher.on("put", () => this.notify());
-    watcher.on("delete", () => this.notify());
-    // The first connect and every reconnect: a change may have happened while not watching.
-    watcher.on("connected", () => this.notify());
-    // Not watching is only slower: the elector's retry loop still finds every change.
-    watcher.on("error", () => undefined);
-    watcher.on("disconnected", () => undefined);
-    this.watcher = watcher;
+    this.watcher = new PrefixWatch(this.client.watchClient, this.keys.base, () => this.notify());
+    this.watcher.start();
   }
 
   private notify(): void {
@@ -384,7 +373,7 @@ function modRevisionIs(key: string, revision: string): object {
  * endpoint), and a call that failed with UNAVAILABLE (typically: it never reached the member) is
  * retried at once on another one. A deadline is never retried: a late write must not trail behind.
  */
-function clientOptions(settings: EtcdLockSettings, closed: () => boolean): IOptions {
+function clientOptions(settings: EtcdLockSettings): IOptions {
   const { connection } = settings;
   const endpoints = connection.endpoints.map(hostPort);
   const options: IOptions = {
@@ -392,10 +381,6 @@ function clientOptions(settings: EtcdLockSettings, closed: () => boolean): IOpti
     dialTimeout: settings.callTimeoutMs,
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + settings.callTimeoutMs }),
     faultHandling: {
-      // etcd3 re-opens a failed watch stream after this backoff, with a timer we cannot unref: keep it
-      // short (100 ms doubling to 500 ms) and zero once closed, so a lock closed while etcd is unreachable
-      // holds up the process's exit by at most half a second.
-      watchBackoff: watchBackoff(0, closed),
       // With one endpoint there is nowhere else to go: a breaker would only turn a recovered etcd away.
       host: () =>
         endpoints.length > 1 ? circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(2) }) : noop,
@@ -423,11 +408,3 @@ function clientOptions(settings: EtcdLockSettings, closed: () => boolean): IOpti
   return options;
 }
 
-function watchBackoff(attempt: number, closed: () => boolean): IBackoff<unknown> {
-  return {
-    get duration(): number {
-      return closed() ? 0 : Math.min(500, 100 * 2 ** attempt);
-    },
-    next: () => watchBackoff(Math.min(attempt + 1, 10), closed),
-  };
-}
