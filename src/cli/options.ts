@@ -1,3 +1,4 @@
+import { resolve as resolvePath } from "node:path";
 import yargs from "yargs";
 import type { Argv } from "yargs";
 import { parseSignal as parseSignalName } from "../child/process-group.js";
@@ -80,6 +81,12 @@ export interface LeaseTarget {
   identityDerived: boolean;
   namespace?: string;
   kubeconfig?: string;
+  /** etcds:// only: PEM files. */
+  tlsCaFile?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  /** etcd only. */
+  etcdPasswordFile?: string;
   logFormat: LogFormat;
   /** Effective level (`--quiet` already applied). */
   logLevel: LogLevel;
@@ -177,7 +184,7 @@ const G_HOOKS = "Hooks:";
  * The lock locations this build can open, for --help and completion (a scheme that parses but whose
  * backend is not built yet is refused by the factory and not advertised here).
  */
-export const BUILT_LOCKS = ["file:[dir] (this host only)", "redis://", "rediss://", "redis+sentinel://", "redis+cluster://", "kubernetes: (k8s:)"] as const;
+export const BUILT_LOCKS = ["file:[dir] (this host only)", "redis://", "rediss://", "redis+sentinel://", "redis+cluster://", "kubernetes: (k8s:)", "etcd://", "etcds://"] as const;
 
 /** Every option; the env twin of `--foo-bar` is `LEADER_RUN_FOO_BAR`. */
 export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
@@ -205,6 +212,16 @@ export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
   },
   namespace: { type: "string", group: G_LEASE, commands: ALL, default: "in-cluster namespace or kubeconfig context", describe: "Kubernetes only: namespace of the Lease" },
   kubeconfig: { type: "string", group: G_LEASE, commands: ALL, default: "in-cluster, $KUBECONFIG, ~/.kube/config", describe: "Kubernetes only: kubeconfig file" },
+  "tls-ca": { type: "string", group: G_LEASE, commands: ALL, default: "system roots", describe: "etcds:// only: PEM file of the CA that signed the server certificates" },
+  "tls-cert": { type: "string", group: G_LEASE, commands: ALL, describe: "etcds:// only: PEM client certificate (with --tls-key)" },
+  "tls-key": { type: "string", group: G_LEASE, commands: ALL, describe: "etcds:// only: PEM private key of --tls-cert" },
+  "etcd-password-file": {
+    type: "string",
+    group: G_LEASE,
+    commands: ALL,
+    default: "$LEADER_RUN_ETCD_PASSWORD",
+    describe: "etcd only: file holding the password of the URL's user (etcd://user@host); or set LEADER_RUN_ETCD_PASSWORD",
+  },
   "lease-duration": {
     type: "string",
     group: G_TIMING,
@@ -675,6 +692,21 @@ function resolveTarget(values: Values, command: CommandName, words: readonly str
       throw new UsageError(`${found.from} ${JSON.stringify(v)}: a namespace is a DNS label (lowercase letters, digits and '-', at most 63)`);
     }
     target[flag] = v;
+  }
+  const lockFiles = [
+    ["tls-ca", "tlsCaFile", true],
+    ["tls-cert", "tlsCertFile", true],
+    ["tls-key", "tlsKeyFile", true],
+    ["etcd-password-file", "etcdPasswordFile", false],
+  ] as const;
+  for (const [flag, field, tlsOnly] of lockFiles) {
+    const found = values.string(flag);
+    if (!found) continue;
+    const v = nonEmpty(found);
+    if (lock.kind !== "etcd" || (tlsOnly && !lock.tls)) {
+      throw new UsageError(`${found.from} is only for --lock ${tlsOnly ? "etcds://" : "etcd:// or etcds://"} (the lock is ${lock.redacted})`);
+    }
+    target[field] = resolvePath(cwd, v);
   }
   target.logFormat = oneOf(values, "log-format", LOG_FORMATS, DEFAULTS.logFormat);
   const levelFound = values.string("log-level");

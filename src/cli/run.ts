@@ -50,6 +50,10 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
     renewDeadlineMs: options.renewDeadlineMs,
     namespace: options.namespace,
     kubeconfig: options.kubeconfig,
+    tlsCaFile: options.tlsCaFile,
+    tlsCertFile: options.tlsCertFile,
+    tlsKeyFile: options.tlsKeyFile,
+    etcdPasswordFile: options.etcdPasswordFile,
     onWarning: (message) => log.warn("backend_warning", {}, message),
   });
 

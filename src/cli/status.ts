@@ -68,6 +68,10 @@ export async function openTargetLock(target: LeaseTarget): Promise<ResourceLock>
     renewDeadlineMs: DEFAULTS.renewDeadlineMs,
     namespace: target.namespace,
     kubeconfig: target.kubeconfig,
+    tlsCaFile: target.tlsCaFile,
+    tlsCertFile: target.tlsCertFile,
+    tlsKeyFile: target.tlsKeyFile,
+    etcdPasswordFile: target.etcdPasswordFile,
   };
   return (await openLock(target.lock, options)).lock;
 }

@@ -95,6 +95,12 @@ export interface OpenLockOptions {
   env?: Record<string, string | undefined>;
   /** Non-fatal backend problems (e.g. events forbidden), for the caller's log. */
   onWarning?: (message: string) => void;
+  /** PEM files for TLS backends (etcds://); CLI --tls-ca, --tls-cert, --tls-key. */
+  tlsCaFile?: string | undefined;
+  tlsCertFile?: string | undefined;
+  tlsKeyFile?: string | undefined;
+  /** etcd only: file holding the password (CLI --etcd-password-file). */
+  etcdPasswordFile?: string | undefined;
 }
 
 /** The spec of one kind of `--lock` URL. */

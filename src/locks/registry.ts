@@ -14,9 +14,7 @@ const BACKENDS: { [K in LockKind]: (() => Promise<LockBackend<K>>) | undefined }
   file: async () => (await import("./file/index.js")).fileBackend,
   redis: async () => (await import("./redis/index.js")).redisBackend,
   kubernetes: async () => (await import("./kubernetes/index.js")).kubernetesBackend,
-  // Once src/locks/etcd/ is in this build, its line reads:
-  //   etcd: async () => { const m = await import("./etcd/index.js"); return plainBackend("etcd", m.etcdCapabilities, m.openEtcdLock); },
-  etcd: undefined,
+  etcd: async () => (await import("./etcd/index.js")).etcdBackend,
   postgres: undefined,
 };
 

@@ -44,6 +44,8 @@ export interface KubernetesLockSpec extends SpecBase {
 
 export interface EtcdLockSpec extends SpecBase {
   kind: "etcd";
+  /** `etcds://`: every endpoint is reached over TLS. */
+  tls: boolean;
   endpoints: HostPort[];
   username?: string;
   password?: string;
@@ -72,6 +74,7 @@ export const LOCK_SCHEMES = [
   "kubernetes:",
   "k8s:",
   "etcd://",
+  "etcds://",
   "postgres://",
   "postgresql://",
 ] as const;
@@ -122,7 +125,8 @@ export function parseLockUrl(url: string, options: { cwd?: string; flag?: string
         throw e;
       }
     case "etcd":
-      return parseEtcd(url, redacted, rest, bad);
+    case "etcds":
+      return parseEtcd(url, redacted, rest, scheme === "etcds", bad);
     case "postgres":
     case "postgresql":
       if (!rest.startsWith("//")) throw bad(`write ${scheme}://[user[:password]@]host[:port]/database`);
@@ -234,10 +238,10 @@ function parseHostPort(entry: string, defaultPort: number, bad: Bad): HostPort {
   return { host, port };
 }
 
-function parseEtcd(url: string, redacted: string, rest: string, bad: Bad): EtcdLockSpec {
+function parseEtcd(url: string, redacted: string, rest: string, tls: boolean, bad: Bad): EtcdLockSpec {
   const a = parseAuthority(rest, 2379, bad);
-  if (a.hosts.length === 0) throw bad("write etcd://[user:password@]host:2379[,host2:2379…][/key-prefix]");
-  const spec: EtcdLockSpec = { kind: "etcd", endpoints: a.hosts, params: a.params, url, redacted };
+  if (a.hosts.length === 0) throw bad(`write ${tls ? "etcds" : "etcd"}://[user:password@]host:2379[,host2:2379…][/key-prefix]`);
+  const spec: EtcdLockSpec = { kind: "etcd", tls, endpoints: a.hosts, params: a.params, url, redacted };
   if (a.username !== undefined) spec.username = a.username;
   if (a.password !== undefined) spec.password = a.password;
   const prefix = a.path.replace(/^\/+/, "");

@@ -43,7 +43,7 @@ describe("bin/leader-run.js", () => {
 });
 
 describe("start-up cost", () => {
-  it("the file lock never loads ioredis, the Kubernetes client or prom-client", () => {
+  it("the file lock never loads ioredis, the Kubernetes client, etcd3 (gRPC) or prom-client", () => {
     const dir = mkdtempSync(join(tmpdir(), "leader-run-load-"));
     try {
       const r = spawnSync(process.execPath, ["--import", "tsx", LOADED, "status", "--lock", `file:${dir}`, "--name", "x"], {
