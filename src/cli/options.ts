@@ -76,6 +76,8 @@ export interface LeaseTarget {
   identityDerived: boolean;
   namespace?: string;
   kubeconfig?: string;
+  /** PostgreSQL only: `[schema.]table` of the leases. */
+  pgTable?: string;
   logFormat: LogFormat;
   /** Effective level (`--quiet` already applied). */
   logLevel: LogLevel;
@@ -178,6 +180,7 @@ export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
   },
   namespace: { type: "string", group: G_LEASE, commands: ALL, default: "in-cluster namespace or kubeconfig context", describe: "Kubernetes only: namespace of the Lease" },
   kubeconfig: { type: "string", group: G_LEASE, commands: ALL, default: "in-cluster, $KUBECONFIG, ~/.kube/config", describe: "Kubernetes only: kubeconfig file" },
+  "pg-table": { type: "string", group: G_LEASE, commands: ALL, default: "leader_run_leases", describe: "PostgreSQL only: [schema.]table of the leases (see docs/postgres.md)" },
   "lease-duration": {
     type: "string",
     group: G_TIMING,
@@ -541,6 +544,15 @@ function resolveTarget(values: Values, command: CommandName, words: readonly str
       throw new UsageError(`${found.from} ${JSON.stringify(v)}: a namespace is a DNS label (lowercase letters, digits and '-', at most 63)`);
     }
     target[flag] = v;
+  }
+  const pgTable = values.string("pg-table");
+  if (pgTable) {
+    const v = nonEmpty(pgTable);
+    if (lock.kind !== "postgres") throw new UsageError(`${pgTable.from} is only for --lock postgres:// (the lock is ${lock.kind})`);
+    if (!/^(?:[a-z_][a-z0-9_$]{0,62}\.)?[a-z_][a-z0-9_$]{0,56}$/.test(v)) {
+      throw new UsageError(`${pgTable.from} ${JSON.stringify(v)}: write [schema.]table in lower-case letters, digits and _ (table at most 57)`);
+    }
+    target.pgTable = v;
   }
   target.logFormat = oneOf(values, "log-format", LOG_FORMATS, DEFAULTS.logFormat);
   const level = oneOf(values, "log-level", LOG_LEVELS, DEFAULTS.logLevel);

@@ -58,6 +58,8 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
     renewDeadlineMs: options.renewDeadlineMs,
     namespace: options.namespace,
     kubeconfig: options.kubeconfig,
+    pgTable: options.pgTable,
+    onInfo: (message) => log.info("backend_info", {}, message),
     onWarning: (message) => log.warn("backend_warning", {}, message),
   });
 

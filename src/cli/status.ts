@@ -68,6 +68,7 @@ export async function openTargetLock(target: LeaseTarget): Promise<ResourceLock>
     renewDeadlineMs: DEFAULTS.renewDeadlineMs,
     namespace: target.namespace,
     kubeconfig: target.kubeconfig,
+    pgTable: target.pgTable,
   };
   return openLock(target.lock, options);
 }

@@ -18,6 +18,10 @@ export interface OpenLockOptions {
   kubeconfig?: string;
   /** Where backends read secret variables (e.g. LEADER_RUN_REDIS_PASSWORD); default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** PostgreSQL only: `[schema.]table`. */
+  pgTable?: string;
+  /** Backend facts worth one log line (e.g. which hand-over signal is in use). */
+  onInfo?: (message: string) => void;
   /** Non-fatal backend problems (e.g. events forbidden), for the caller's log. */
   onWarning?: (message: string) => void;
 }
@@ -38,7 +42,7 @@ export async function openLock(spec: LockSpec, options: OpenLockOptions): Promis
   }
 }
 
-const CONFIG_ERRORS = new Set(["FileLockConfigError", "RedisConfigError", "KubernetesConfigError", "ConfigError"]);
+const CONFIG_ERRORS = new Set(["FileLockConfigError", "RedisConfigError", "KubernetesConfigError", "PostgresConfigError", "ConfigError"]);
 
 async function open(spec: LockSpec, options: OpenLockOptions): Promise<ResourceLock> {
   switch (spec.kind) {
@@ -64,7 +68,10 @@ async function open(spec: LockSpec, options: OpenLockOptions): Promise<ResourceL
     }
     case "etcd":
       throw new BackendUnavailableError("etcd");
-    case "postgres":
-      throw new BackendUnavailableError("postgres");
+    case "postgres": {
+      const { openPostgresLock } = await import("./postgres/index.js");
+      const { name, identity, leaseDurationMs, renewDeadlineMs, env, pgTable, onInfo, onWarning } = options;
+      return await openPostgresLock(spec.url, { name, identity, leaseDurationMs, renewDeadlineMs, env, table: pgTable, onInfo, onWarning });
+    }
   }
 }
