@@ -39,6 +39,7 @@ export class Notifier {
   private polling = false;
   private lastSeen: string | undefined;
   private relisten: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(private readonly options: NotifierOptions) {}
@@ -66,6 +67,7 @@ export class Notifier {
     this.listeners.clear();
     this.updatePolling();
     if (this.relisten !== undefined) clearTimeout(this.relisten);
+    if (this.probeTimer !== undefined) clearTimeout(this.probeTimer);
     await this.session?.close();
   }
 
@@ -80,21 +82,30 @@ export class Notifier {
     }
     this.listening = true;
     this.updatePolling();
-    if (this.mode === undefined) {
-      const ok = await this.runProbe();
-      if (this.closed) return;
-      if (!ok) {
-        this.listening = false;
-        this.setMode("poll", "a test notification did not arrive; a transaction-mode pooler may be in between");
-        await session.close();
-        this.session = undefined;
-        this.updatePolling();
-        return;
-      }
-      this.setMode("notify");
-    }
+    if (this.mode === undefined) void this.decide(session);
     // Anything published while we were not listening was missed.
     this.wake();
+  }
+
+  /** Probes the notification path once the lock's connection can send; polls if nothing arrives. */
+  private async decide(session: PgSession): Promise<void> {
+    const result = await this.runProbe();
+    if (this.closed || this.session !== session || this.mode !== undefined) return;
+    if (result === "unsent") {
+      // The lock's connection is down: we cannot tell yet. We are listening meanwhile.
+      this.probeTimer = setTimeout(() => void this.decide(session), 1000);
+      this.probeTimer.unref();
+      return;
+    }
+    if (result === "seen") {
+      this.setMode("notify");
+      return;
+    }
+    this.listening = false;
+    this.setMode("poll", "a test notification did not arrive; a transaction-mode pooler may be in between");
+    this.session = undefined;
+    this.updatePolling();
+    await session.close();
   }
 
   private newSession(): PgSession {
@@ -122,8 +133,8 @@ export class Notifier {
     this.relisten.unref();
   }
 
-  /** True when a NOTIFY sent through the lock's connection came back on the LISTEN connection. */
-  private async runProbe(): Promise<boolean> {
+  /** Whether a NOTIFY sent through the lock's connection came back on the LISTEN connection. */
+  private async runProbe(): Promise<"seen" | "lost" | "unsent"> {
     const token = `leader-run probe ${randomBytes(8).toString("hex")}`;
     this.probeToken = token;
     const waitMs = Math.max(1000, this.options.timeoutMs);
@@ -135,18 +146,16 @@ export class Notifier {
         resolve(true);
       };
     });
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        await this.options.probe(this.options.channel, token);
-        break;
-      } catch {
-        // The lock's connection is down: try again shortly; the probe wait still bounds us.
-        await new Promise((resolve) => setTimeout(resolve, 200).unref());
-      }
+    try {
+      await this.options.probe(this.options.channel, token);
+    } catch {
+      this.probeSeen?.();
+      this.probeSeen = undefined;
+      return "unsent";
     }
     const ok = await seen;
     this.probeSeen = undefined;
-    return ok;
+    return ok ? "seen" : "lost";
   }
 
   private setMode(mode: NotifyMode, why?: string): void {
