@@ -316,3 +316,18 @@ async function waitForAsync(check: () => Promise<boolean>, ms: number, what: str
     await delay(100);
   }
 }
+
+describe("PostgreSQL lock settings", () => {
+  test("a missing schema, a missing database and a bad table name are clear errors", async (t) => {
+    if (!requirePostgres(t, { tls: true })) return;
+    const base = { name: "x", identity: "a", leaseDurationMs: 3000, renewDeadlineMs: RD, env: {} };
+    await assert.rejects(openPostgresLock(srv().url, { ...base, table: "nosuchschema.leases" }), (e: unknown) => e instanceof PermanentLockError && /schema/.test(e.message) && /nosuchschema\.leases/.test(e.message));
+    await assert.rejects(openPostgresLock(srv().url.replace(/\/postgres$/, "/nosuchdb"), base), (e: unknown) => e instanceof PermanentLockError && /nosuchdb/.test(e.message));
+    await assert.rejects(openPostgresLock(srv().url, { ...base, table: "Bad-Name" }), /table name "Bad-Name"/);
+    await srv().psql("CREATE SCHEMA IF NOT EXISTS ops");
+    const lock = await open("x", "a", { table: "ops.locks" });
+    await lock.create(rec("a", 0));
+    const rows = await srv().psql("SELECT holder_identity FROM ops.locks");
+    assert.deepEqual(rows, [{ holder_identity: "a" }]);
+  });
+});

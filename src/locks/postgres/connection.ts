@@ -244,6 +244,11 @@ export class PgSession {
             `permission denied: ${who} may not ${verb}${on} on ${this.where} (${error.message}); grant it with the SQL in docs/postgres.md`,
             { cause: error },
           );
+        case "3F000":
+          return new PermanentLockError(
+            `the schema of${on} does not exist on ${this.where} (${error.message}); create it or choose another with --pg-table`,
+            { cause: error },
+          );
         case "42703":
         case "42804":
           return new PermanentLockError(

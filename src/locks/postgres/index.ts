@@ -248,7 +248,7 @@ export class PostgresLock implements ResourceLock {
       try {
         await this.session.query("CREATE TABLE", `${leases} and ${terms}`, createTablesSql(this.table), [], signal);
       } catch (error) {
-        if (error instanceof PermanentLockError) {
+        if (error instanceof PermanentLockError && (error.cause as { code?: unknown } | undefined)?.code === "42501") {
           throw new PermanentLockError(
             `the lease tables ${leases} and ${terms} do not exist on ${this.session.where} and role "${this.target.user}" may not create them: ` +
               `have the owner run the SQL in docs/postgres.md (${error.cause instanceof Error ? error.cause.message : error.message})`,
