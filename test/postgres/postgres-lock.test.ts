@@ -331,3 +331,36 @@ describe("PostgreSQL lock settings", () => {
     assert.deepEqual(rows, [{ holder_identity: "a" }]);
   });
 });
+
+describe("PostgreSQL notifications", () => {
+  test("when the test notification never arrives (as behind a transaction-mode pooler), it polls and says so", async (t) => {
+    if (!requirePostgres(t, { tls: true })) return;
+    const { Notifier } = await import("../../src/locks/postgres/notify.js");
+    const { resolvePostgresTarget } = await import("../../src/locks/postgres/config.js");
+    const modes: string[] = [];
+    let version = "v1";
+    const notifier = new Notifier({
+      target: resolvePostgresTarget(srv().url, {}),
+      timeoutMs: 1000,
+      channel: "leader_run_leases",
+      lease: "n",
+      mode: "auto",
+      pollIntervalMs: 100,
+      // What a pooler does to a NOTIFY from another server connection: it is accepted, nothing arrives.
+      probe: () => Promise.resolve(),
+      poll: () => Promise.resolve(version),
+      onMode: (mode, why) => modes.push(`${mode}: ${why ?? ""}`),
+    });
+    t.after(() => notifier.close());
+    const stop = new AbortController();
+    let woken = 0;
+    notifier.add(() => woken++, stop.signal);
+    await waitFor(() => modes.length > 0, 5000, "a decision");
+    assert.match(modes[0] ?? "", /^poll: a test notification did not arrive/);
+    const before = woken;
+    await delay(300);
+    version = "v2";
+    await waitFor(() => woken > before, 1000, "woken by polling");
+    stop.abort();
+  });
+});
