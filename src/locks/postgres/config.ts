@@ -20,7 +20,7 @@ export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" |
 const SSL_MODES: readonly SslMode[] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
 
 export interface PostgresTarget {
-  /** Undefined: libpq's default, the local socket directory (node-postgres: localhost). */
+  /** A host name or address, or a Unix socket directory (starting with `/`). Default `localhost`. */
   host: string;
   port: number;
   database: string;
@@ -110,6 +110,7 @@ export function resolvePostgresTarget(url: string, env: NodeJS.ProcessEnv): Post
   if (timeout !== undefined) {
     const seconds = Number(timeout);
     if (!Number.isFinite(seconds) || seconds < 0) throw new PostgresConfigError(`connect_timeout=${timeout} is not a number of seconds`);
+    // libpq treats values below 2 s as 2 s.
     if (seconds > 0) target.connectTimeoutMs = Math.max(2000, seconds * 1000);
   }
   return target;

@@ -26,8 +26,6 @@ export class PgSession {
   /** `sslmode=prefer`/`allow`: set once the server said it has no TLS. */
   private plaintext = false;
   private closed = false;
-  /** Last connection-level problem, for the message of a call that finds us reconnecting. */
-  private lastError: Error | undefined;
   /** Called for every notification on this connection. */
   onNotification: ((channel: string, payload: string) => void) | undefined;
   /** Called when an established connection is lost (not on our own destroy). */
@@ -41,10 +39,6 @@ export class PgSession {
 
   get where(): string {
     return describeTarget(this.target);
-  }
-
-  get connected(): boolean {
-    return this.client !== undefined;
   }
 
   /**
@@ -68,14 +62,6 @@ export class PgSession {
     }).catch((error: unknown) => {
       if (signal?.aborted && error === signal.reason) throw error;
       throw this.classify(error, verb, table, used);
-    });
-  }
-
-  /** Connects now (bounded), so bad credentials fail at start instead of at the first renewal. */
-  async open(signal?: AbortSignal): Promise<void> {
-    await this.bounded(this.connection(), "connect", signal, () => this.abandonConnecting()).catch((error: unknown) => {
-      if (signal?.aborted && error === signal.reason) throw error;
-      throw this.classify(error, "CONNECT", "", undefined);
     });
   }
 
@@ -158,7 +144,6 @@ export class PgSession {
           return this.connect();
         }
       }
-      this.lastError = error as Error;
       throw error;
     }
     if (this.pending === attempt) this.pending = undefined;
@@ -195,7 +180,7 @@ export class PgSession {
       application_name: t.applicationName,
       keepAlive: true,
       keepAliveInitialDelayMillis: 1000,
-      connectionTimeoutMillis: this.timeoutMs,
+      connectionTimeoutMillis: Math.min(this.timeoutMs, t.connectTimeoutMs ?? this.timeoutMs),
       password: () => t.password ?? readPassfile(t) ?? missingPassword(t),
     };
     if (this.role === "lock") {
@@ -209,7 +194,6 @@ export class PgSession {
   private lost(client: pg.Client, error: Error): void {
     if (this.client !== client) return;
     this.client = undefined;
-    this.lastError = error;
     this.destroy(client);
     if (!this.closed) this.onLost?.(error);
   }
