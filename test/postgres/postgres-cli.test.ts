@@ -6,6 +6,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { BIN, LeaderRunProcess, assertBuilt, delay, isRunning, waitFor, type LogLine } from "../e2e/support.js";
 import { createTablesSql, parseTableName } from "../../src/locks/postgres/index.js";
 import { PG_BIN, requirePostgres, startPostgres, type PgServer } from "../support/postgres-server.js";
@@ -18,7 +20,7 @@ const leaseName = (): string => `cli-${process.pid}-${++seq}`;
 before(async () => {
   if (PG_BIN !== undefined) {
     assertBuilt();
-    server = await startPostgres();
+    server = await startPostgres({ tls: true });
   }
 });
 after(async () => {
@@ -43,7 +45,7 @@ function run(label: string, args: string[], env: NodeJS.ProcessEnv = {}): Leader
 }
 
 async function stop(p: LeaderRunProcess): Promise<void> {
-  if (p.exitInfo !== undefined) return;
+  if (p.exitInfo !== undefined || p.process.exitCode !== null) return;
   p.signal("SIGTERM");
   try {
     await p.exit(10_000);
@@ -196,6 +198,26 @@ describe("leader-run --lock postgres:// (real processes)", () => {
     }
     const usage = run("usage", ["--pg-table", "x", "--name", leaseName(), "--", "true"], { LEADER_RUN_LOCK: "file:" });
     assert.equal(await usage.exitCode(), 64, usage.stderr);
+  });
+});
+
+describe("leader-run --lock postgres:// settings from the libpq environment", () => {
+  test("PGPASSFILE, PGSSLMODE=verify-full and PGSSLROOTCERT work; a wrong CA exits 69; the child's LEADER_RUN_LOCK has no password", async (t) => {
+    if (!requirePostgres(t, { tls: true })) return;
+    const s = srv();
+    const passfile = join(s.dir, "cli-pgpass");
+    writeFileSync(passfile, `localhost:${s.port}:postgres:postgres:${s.superPassword}\n`, { mode: 0o600 });
+    const url = `postgres://postgres@localhost:${s.port}/postgres`;
+    const env = { PGPASSFILE: passfile, PGSSLMODE: "verify-full", PGSSLROOTCERT: s.caFile ?? "", PGAPPNAME: "leader-run-cli-tls" };
+    const ok = run("tls", ["--lock", url, "--name", leaseName(), "--no-wait", "--", "sh", "-c", 'echo "$LEADER_RUN_LOCK"'], env);
+    assert.equal(await ok.exitCode(), 0, ok.stderr);
+    assert.equal(ok.stdout.trim(), url);
+    const bad = run("bad-ca", ["--lock", url, "--name", leaseName(), "--no-wait", "--", "true"], { ...env, PGSSLROOTCERT: s.otherCaFile ?? "" });
+    assert.equal(await bad.exitCode(), 69, bad.stderr);
+    assert.match(bad.stderr, /TLS to PostgreSQL at localhost:\d+\/postgres failed/);
+    const plain = run("plain", ["--lock", url, "--name", leaseName(), "--no-wait", "--", "true"], { PGPASSFILE: "/nonexistent" });
+    assert.equal(await plain.exitCode(), 69, plain.stderr);
+    assert.match(plain.stderr, /asks role "postgres" for a password but none is set/);
   });
 });
 
