@@ -57,6 +57,21 @@ async function rejectsWithin(p: Promise<unknown>, ms: number): Promise<{ error: 
   assert.fail("expected a rejection");
 }
 
+/** Aborts `controller` 50 ms into `call` (blocked by then) and checks it rejects within 100 ms of the abort. */
+async function abandonedWithin100ms(call: Promise<unknown>, controller: AbortController): Promise<unknown> {
+  const settled = call.then(
+    () => assert.fail("expected a rejection"),
+    (error: unknown) => ({ error, at: performance.now() }),
+  );
+  await delay(50);
+  const abortedAt = performance.now();
+  controller.abort(new Error("stop"));
+  const { error, at } = await settled;
+  assert.equal(error, controller.signal.reason, `rejected with the abort reason, not ${String(error)}`);
+  assert.ok(at - abortedAt < 100, `rejected ${(at - abortedAt).toFixed(0)}ms after the abort`);
+  return error;
+}
+
 describe("PostgreSQL lock contract", () => {
   test("get of a new lease is NotFound; create, then a racing create is AlreadyExists", async (t) => {
     if (!requirePostgres(t, { tls: true })) return;
@@ -175,8 +190,7 @@ describe("PostgreSQL lock contract", () => {
       await blocker.query("BEGIN");
       await blocker.query("LOCK TABLE leader_run_leases IN ACCESS EXCLUSIVE MODE");
       const controller = new AbortController();
-      setTimeout(() => controller.abort(new Error("stop")), 50);
-      const { error } = await rejectsWithin(a.update(rec("a", 0), controller.signal), 50 + 100);
+      const error = await abandonedWithin100ms(a.update(rec("a", 0), controller.signal), controller);
       assert.equal((error as Error).message, "stop");
       // Without an abort: the statement gives up within the statement timeout (RD/2).
       const { error: timedOut } = await rejectsWithin(a.get(), RD / 2 + 300);
@@ -198,8 +212,7 @@ describe("PostgreSQL lock contract", () => {
     srv().pause();
     try {
       const controller = new AbortController();
-      setTimeout(() => controller.abort(new Error("stop")), 50);
-      await rejectsWithin(a.update(rec("a", 0), controller.signal), 150);
+      await abandonedWithin100ms(a.update(rec("a", 0), controller.signal), controller);
       const { error } = await rejectsWithin(a.get(), RD / 2 + 300);
       assert.ok(error instanceof PostgresUnavailableError, String(error));
       const start = performance.now();
