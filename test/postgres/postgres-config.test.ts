@@ -23,6 +23,8 @@ describe("PostgreSQL connection settings", () => {
     assert.deepEqual([d.port, d.user, d.database, d.password], [5432, "me", "me", undefined]);
     assert.equal(resolvePostgresTarget("postgres://h/db?passfile=/etc/pw", {}).passfile, "/etc/pw");
     assert.equal(resolvePostgresTarget("postgres:///db?host=/run/postgresql", {}).host, "/run/postgresql");
+    assert.equal(resolvePostgresTarget("postgres://h/db?options=-c%20search_path%3Dops", {}).serverOptions, "-c search_path=ops");
+    assert.equal(resolvePostgresTarget("postgres://h/db", { PGOPTIONS: "-c search_path=x" }).serverOptions, "-c search_path=x");
   });
 
   test("TLS modes follow libpq; PGSSL* fill in what the URL leaves out; bad modes and missing files are config errors", () => {

@@ -342,6 +342,10 @@ describe("PostgreSQL lock settings", () => {
     await lock.create(rec("a", 0));
     const rows = await srv().psql("SELECT holder_identity FROM ops.locks");
     assert.deepEqual(rows, [{ holder_identity: "a" }]);
+    // libpq's options= chooses the schema of an unqualified table.
+    const viaPath = await open("y", "a", {}, `${srv().url}?options=${encodeURIComponent("-c search_path=ops")}`);
+    await viaPath.create(rec("a", 0));
+    assert.deepEqual(await srv().psql("SELECT name FROM ops.leader_run_leases"), [{ name: "y" }]);
   });
 });
 

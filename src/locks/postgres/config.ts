@@ -33,6 +33,8 @@ export interface PostgresTarget {
   tls?: TlsOptions;
   applicationName: string;
   connectTimeoutMs?: number;
+  /** libpq `options` / PGOPTIONS: server settings at connect, e.g. `-c search_path=ops`. */
+  serverOptions?: string;
 }
 
 /** libpq parameters we map; anything else in the query goes to the server as a run-time parameter. */
@@ -106,6 +108,8 @@ export function resolvePostgresTarget(url: string, env: NodeJS.ProcessEnv): Post
     }
     target.tls = ssl;
   }
+  const serverOptions = str(parsed.options) ?? str(env.PGOPTIONS);
+  if (serverOptions !== undefined) target.serverOptions = serverOptions;
   const timeout = str(parsed.connect_timeout) ?? str(env.PGCONNECT_TIMEOUT);
   if (timeout !== undefined) {
     const seconds = Number(timeout);

@@ -183,6 +183,7 @@ export class PgSession {
       connectionTimeoutMillis: Math.min(this.timeoutMs, t.connectTimeoutMs ?? this.timeoutMs),
       password: () => t.password ?? readPassfile(t) ?? missingPassword(t),
     };
+    if (t.serverOptions !== undefined) config.options = t.serverOptions;
     if (this.role === "lock") {
       config.statement_timeout = serverTimeout;
       config.lock_timeout = serverTimeout;
