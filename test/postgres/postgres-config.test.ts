@@ -84,3 +84,20 @@ describe("PostgreSQL connection settings", () => {
     }
   });
 });
+
+describe("--pg-table", () => {
+  test("flag and env twin reach the options; other backends and bad names are usage errors", async () => {
+    const { parseCommandLine } = await import("../../src/cli/options.js");
+    const { UsageError } = await import("../../src/cli/errors.js");
+    const parse = async (argv: string[], env: NodeJS.ProcessEnv = {}): Promise<string | undefined> => {
+      const parsed = await parseCommandLine(argv, { env, cwd: "/srv" });
+      if (parsed.command !== "run") throw new Error("not run");
+      return parsed.options.pgTable;
+    };
+    assert.equal(await parse(["--lock", "postgres://db/x", "--pg-table", "ops.leases", "--", "true"]), "ops.leases");
+    assert.equal(await parse(["--lock", "postgres://db/x", "--", "true"], { LEADER_RUN_PG_TABLE: "jobs" }), "jobs");
+    assert.equal(await parse(["--lock", "postgres://db/x", "--", "true"]), undefined);
+    await assert.rejects(parse(["--pg-table", "x", "--", "true"]), (e: unknown) => e instanceof UsageError && /only for --lock postgres/.test(e.message));
+    await assert.rejects(parse(["--lock", "postgres://db/x", "--pg-table", "Bad.Name", "--", "true"]), (e: unknown) => e instanceof UsageError && /\[schema\.\]table/.test(e.message));
+  });
+});
