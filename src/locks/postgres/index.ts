@@ -37,6 +37,10 @@ export const postgresCapabilities = {
   notifies: true,
   seesHolderProcesses: false,
   leaseDurationResolutionMs: 1000,
+  /** timestamptz keeps microseconds: a record's millisecond times come back exactly. */
+  timeResolutionMs: 1,
+  /** `version` is part of `raw`. */
+  rawChangesOnEveryWrite: true,
   termSurvivesDelete: true,
 } as const;
 
