@@ -87,6 +87,8 @@ export interface LeaseTarget {
   tlsKeyFile?: string;
   /** etcd only. */
   etcdPasswordFile?: string;
+  /** PostgreSQL only: `[schema.]table` of the leases. */
+  pgTable?: string;
   logFormat: LogFormat;
   /** Effective level (`--quiet` already applied). */
   logLevel: LogLevel;
@@ -184,7 +186,7 @@ const G_HOOKS = "Hooks:";
  * The lock locations this build can open, for --help and completion (a scheme that parses but whose
  * backend is not built yet is refused by the factory and not advertised here).
  */
-export const BUILT_LOCKS = ["file:[dir] (this host only)", "redis://", "rediss://", "redis+sentinel://", "redis+cluster://", "kubernetes: (k8s:)", "etcd://", "etcds://"] as const;
+export const BUILT_LOCKS = ["file:[dir] (this host only)", "redis://", "rediss://", "redis+sentinel://", "redis+cluster://", "kubernetes: (k8s:)", "etcd://", "etcds://", "postgres://"] as const;
 
 /** Every option; the env twin of `--foo-bar` is `LEADER_RUN_FOO_BAR`. */
 export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
@@ -222,6 +224,7 @@ export const OPTIONS: Readonly<Record<string, OptionSpec>> = {
     default: "$LEADER_RUN_ETCD_PASSWORD",
     describe: "etcd only: file holding the password of the URL's user (etcd://user@host); or set LEADER_RUN_ETCD_PASSWORD",
   },
+  "pg-table": { type: "string", group: G_LEASE, commands: ALL, default: "leader_run_leases", describe: "PostgreSQL only: [schema.]table of the leases (see docs/postgres.md)" },
   "lease-duration": {
     type: "string",
     group: G_TIMING,
@@ -707,6 +710,15 @@ function resolveTarget(values: Values, command: CommandName, words: readonly str
       throw new UsageError(`${found.from} is only for --lock ${tlsOnly ? "etcds://" : "etcd:// or etcds://"} (the lock is ${lock.redacted})`);
     }
     target[field] = resolvePath(cwd, v);
+  }
+  const pgTable = values.string("pg-table");
+  if (pgTable) {
+    const v = nonEmpty(pgTable);
+    if (lock.kind !== "postgres") throw new UsageError(`${pgTable.from} is only for --lock postgres:// (the lock is ${lock.kind})`);
+    if (!/^(?:[a-z_][a-z0-9_$]{0,62}\.)?[a-z_][a-z0-9_$]{0,56}$/.test(v)) {
+      throw new UsageError(`${pgTable.from} ${JSON.stringify(v)}: write [schema.]table in lower-case letters, digits and _ (table at most 57)`);
+    }
+    target.pgTable = v;
   }
   target.logFormat = oneOf(values, "log-format", LOG_FORMATS, DEFAULTS.logFormat);
   const levelFound = values.string("log-level");

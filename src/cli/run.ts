@@ -54,6 +54,8 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
     tlsCertFile: options.tlsCertFile,
     tlsKeyFile: options.tlsKeyFile,
     etcdPasswordFile: options.etcdPasswordFile,
+    pgTable: options.pgTable,
+    onInfo: (message) => log.info("backend_info", {}, message),
     onWarning: (message) => log.warn("backend_warning", {}, message),
   });
 

@@ -72,6 +72,7 @@ export async function openTargetLock(target: LeaseTarget): Promise<ResourceLock>
     tlsCertFile: target.tlsCertFile,
     tlsKeyFile: target.tlsKeyFile,
     etcdPasswordFile: target.etcdPasswordFile,
+    pgTable: target.pgTable,
   };
   return (await openLock(target.lock, options)).lock;
 }

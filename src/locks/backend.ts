@@ -101,6 +101,10 @@ export interface OpenLockOptions {
   tlsKeyFile?: string | undefined;
   /** etcd only: file holding the password (CLI --etcd-password-file). */
   etcdPasswordFile?: string | undefined;
+  /** PostgreSQL only: `[schema.]table`. */
+  pgTable?: string | undefined;
+  /** Backend facts worth one log line (e.g. which hand-over signal is in use). */
+  onInfo?: (message: string) => void;
 }
 
 /** The spec of one kind of `--lock` URL. */

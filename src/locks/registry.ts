@@ -15,7 +15,7 @@ const BACKENDS: { [K in LockKind]: (() => Promise<LockBackend<K>>) | undefined }
   redis: async () => (await import("./redis/index.js")).redisBackend,
   kubernetes: async () => (await import("./kubernetes/index.js")).kubernetesBackend,
   etcd: async () => (await import("./etcd/index.js")).etcdBackend,
-  postgres: undefined,
+  postgres: async () => (await import("./postgres/index.js")).postgresBackend,
 };
 
 /** The kinds whose backend this build has. */

@@ -177,12 +177,3 @@ describe("leader-run release", () => {
   });
 });
 
-describe("backends not in this build", () => {
-  for (const url of ["postgres://db/x"]) {
-    it(`${url} is a one-line usage error (exit 64)`, async () => {
-      const r = await cli(["status", "--lock", url, "--name", "x"]);
-      assert.equal(r.code, 64);
-      assert.match(r.stderr, /^leader-run: the \w+ lock backend is not available in this version of leader-run; use --lock file: for now\n$/);
-    });
-  }
-});

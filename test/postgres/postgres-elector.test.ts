@@ -1,0 +1,137 @@
+/**
+ * Real `LeaderElector`s on the PostgreSQL lock, in one process with their own connections: leadership
+ * intervals never overlap and terms strictly increase through releases, crashes (connections cut, no
+ * release) and a frozen server.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { LeaderElector } from "../../src/election/elector.js";
+import { openPostgresLock, type PostgresLock } from "../../src/locks/postgres/index.js";
+import { Ledger, delay, until, type Interval } from "../redis/harness.js";
+import { PG_BIN, requirePostgres, startPostgres, type PgServer } from "../support/postgres-server.js";
+
+const TIMINGS = { leaseDuration: 3000, renewDeadline: 2000, retryPeriod: 300 };
+let server: PgServer | undefined;
+
+before(async () => {
+  if (PG_BIN !== undefined) server = await startPostgres();
+});
+after(() => server?.stop());
+
+class Candidate {
+  lock: PostgresLock | undefined;
+  current: Interval | undefined;
+  private readonly stopper = new AbortController();
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly id: string,
+    readonly ledger: Ledger,
+  ) {}
+
+  async start(): Promise<this> {
+    const lock = await openPostgresLock(server?.url ?? "", {
+      name: this.name,
+      identity: this.id,
+      leaseDurationMs: TIMINGS.leaseDuration,
+      renewDeadlineMs: TIMINGS.renewDeadline,
+      env: {},
+    });
+    this.lock = lock;
+    const elector = new LeaderElector({
+      lock,
+      ...TIMINGS,
+      releaseOnCancel: true,
+      name: this.name,
+      callbacks: {
+        onStartedLeading: (signal) => {
+          const interval = this.ledger.begin(this.id, elector.term(), lock.fencingToken());
+          this.current = interval;
+          return new Promise<void>((resolve) => {
+            signal.addEventListener(
+              "abort",
+              () => {
+                interval.end = performance.now();
+                this.current = undefined;
+                resolve();
+              },
+              { once: true },
+            );
+          });
+        },
+        onStoppedLeading: () => undefined,
+      },
+    });
+    const signal = this.stopper.signal;
+    this.loop = (async () => {
+      do {
+        await elector.run(signal);
+      } while (!signal.aborted);
+    })();
+    return this;
+  }
+
+  get leading(): boolean {
+    return this.current !== undefined;
+  }
+
+  async stop(): Promise<void> {
+    this.stopper.abort();
+    await this.loop;
+    await this.lock?.close();
+  }
+
+  /** Like a SIGKILL: connections cut first, nothing released. */
+  async crash(): Promise<void> {
+    await this.lock?.close();
+    this.stopper.abort();
+    await this.loop;
+  }
+}
+
+describe("elections on PostgreSQL", () => {
+  test("three candidates: releases, a crash and a frozen server never give two leaders; terms strictly increase", async (t) => {
+    if (!requirePostgres(t)) return;
+    const s = server as PgServer;
+    const ledger = new Ledger();
+    const name = `elect-${process.pid}`;
+    const all = await Promise.all(["a", "b", "c"].map((id) => new Candidate(name, id, ledger).start()));
+    t.after(() => Promise.all(all.map((c) => c.stop())));
+    const leader = (): Candidate | undefined => all.find((c) => c.leading);
+
+    assert.ok(await until(() => leader() !== undefined, 10_000), "someone leads");
+    ledger.assertNoOverlap();
+
+    // A clean stop releases: another takes over at once (notification), well within one lease duration.
+    const first = leader() as Candidate;
+    const stoppedAt = performance.now();
+    await first.stop();
+    assert.ok(await until(() => leader() !== undefined, 5000), "a successor leads");
+    assert.ok(performance.now() - stoppedAt < 1500, `hand-over took ${(performance.now() - stoppedAt).toFixed(0)}ms`);
+    ledger.assertNoOverlap();
+
+    // A crash: the lease stays until it expires by the standby's clock.
+    const second = leader() as Candidate;
+    const crashedAt = performance.now();
+    await second.crash();
+    assert.ok(await until(() => leader() !== undefined, TIMINGS.leaseDuration + 5000), "the last one leads");
+    assert.ok(performance.now() - crashedAt >= TIMINGS.leaseDuration - 50, "not before the lease could pass");
+    ledger.assertNoOverlap();
+
+    // A frozen server beyond the renew deadline: the leader steps down by its deadline, then leads again.
+    const third = leader() as Candidate;
+    s.pause();
+    try {
+      assert.ok(await until(() => !third.leading, TIMINGS.renewDeadline + 1000), "stepped down by the deadline");
+    } finally {
+      s.resume();
+    }
+    assert.ok(await until(() => leader() !== undefined, 15_000), "leads again after the freeze");
+    await delay(300);
+    ledger.assertNoOverlap();
+    const terms = ledger.terms();
+    for (let i = 1; i < terms.length; i++) assert.ok((terms[i] ?? -1) > (terms[i - 1] ?? -1), `terms ${terms.join(",")}`);
+    for (const i of ledger.intervals) assert.equal(i.token, i.term, "the stored term is the elector's");
+  });
+});
