@@ -36,6 +36,8 @@ export interface CampaignOptions {
   includeUnguardable?: boolean;
   /** Bound on "a leader runs the command again" after each fault. */
   recoverTimeoutMs?: number;
+  /** A leader counts as back after a fault once it has run this long unchanged (default RD + grace). */
+  stableMs?: number;
   /** How long, after everything was stopped, processes may take to vanish before they count as left behind. */
   settleMs?: number;
   log?: (line: string) => void;
@@ -250,11 +252,21 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       return undefined;
     };
     const recoverTimeoutMs = options.recoverTimeoutMs ?? 30_000;
-    const waitForLeader = async (): Promise<Leader | undefined> => {
+    // A fault's consequences show within RD + grace after it ended (a leader that missed its renewals
+    // stops its command by then): a leader counts as back once the same witness has run, guarded, that long.
+    const stableMs = options.stableMs ?? timing.renewDeadlineMs + (timing.leaseDurationMs - timing.renewDeadlineMs) / 2;
+    const waitForLeader = async (stable: number): Promise<Leader | undefined> => {
       const deadline = monoMs() + recoverTimeoutMs;
+      let current: Leader | undefined;
+      let since = 0;
       for (;;) {
         const l = findLeader();
-        if (l !== undefined && (l.guards.length > 0 || monoMs() > deadline)) return l;
+        if (l === undefined || l.guards.length === 0) current = undefined;
+        else if (current?.witness !== l.witness) {
+          current = l;
+          since = monoMs();
+        } else current = l;
+        if (current !== undefined && monoMs() - since >= stable) return current;
         if (monoMs() > deadline) return undefined;
         await sleep(50);
       }
@@ -262,11 +274,11 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     const ctx: FaultContext = { rng, timing, sleep, signal };
 
     log(`campaign ${campaign}: backend ${options.backend.name}, seed ${options.seed}, ${options.faults} faults, ${n} candidates, lock ${server.lockUrl}`);
-    if ((await waitForLeader()) === undefined) throw new Error(`no candidate became leader within ${recoverTimeoutMs} ms`);
+    if ((await waitForLeader(stableMs)) === undefined) throw new Error(`no candidate became leader within ${recoverTimeoutMs} ms`);
     for (const [index, spec] of sequence.entries()) {
       // The settle time is drawn first so the sequence of delays does not depend on which faults needed a target.
       const settle = rng.int(300, 1500);
-      const leader = spec.needsLeader ? findLeader() : undefined;
+      const leader = spec.needsLeader ? await waitForLeader(0) : undefined;
       const record: FaultRecord = { index, kind: spec.kind, target: "", startMs: rel(monoMs()), appliedMs: 0, recoveredMs: null };
       records.push(record);
       try {
@@ -276,9 +288,9 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
         record.error = (error as Error).message;
       }
       record.appliedMs = rel(monoMs());
-      const back = await waitForLeader();
+      const back = await waitForLeader(stableMs);
       record.recoveredMs = back === undefined ? null : rel(monoMs());
-      log(`#${index} ${spec.kind} ${record.target}${record.error ? ` ERROR ${record.error}` : ""} → ${back === undefined ? "NO LEADER" : `leader ${back.leaderRun} token ${back.token} after ${Math.round((record.recoveredMs ?? 0) - record.appliedMs)} ms`}`);
+      log(`#${index} ${spec.kind} ${record.target}${record.error ? ` ERROR ${record.error}` : ""} → ${back === undefined ? "NO LEADER" : `leader ${back.leaderRun} token ${back.token} ${Math.round((record.recoveredMs ?? 0) - record.appliedMs)} ms after the fault`}`);
       await sleep(settle);
     }
   } catch (error) {

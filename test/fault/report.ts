@@ -37,7 +37,7 @@ export function failureDetails(result: CampaignResult): string {
     const f = o.fault;
     out.push(
       `OVERLAP of ${o.groups.length} witness groups at +${o.startMs} ms for ${Math.round(o.durationMs)} ms (${o.samples} samples) ` +
-        `after fault #${f?.index ?? "-"} ${f?.kind ?? "(before the first fault)"} [${f?.target ?? ""}] applied at +${f?.startMs ?? "?"} ms; ${seed}; ` +
+        `after fault #${f?.index ?? "-"} ${f?.kind ?? "(before the first fault)"} [${f?.target ?? ""}] started at +${f?.startMs ?? "?"} ms; ${seed}; ` +
         `groups: ${o.groups.map((g) => `pgid ${g.pgid} token ${g.token} from leader-run ${g.parent}`).join(", ")}`,
     );
   }
