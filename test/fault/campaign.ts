@@ -150,7 +150,8 @@ class Candidate {
     proc.stderr?.setEncoding("utf8").on("data", (s: string) => {
       this.stderr = (this.stderr + s).slice(-8000);
     });
-    proc.once("close", (code, sig) => {
+    // 'exit', not 'close': an orphaned command inherits leader-run's stderr and would hold 'close' back forever.
+    proc.once("exit", (code, sig) => {
       if (this.proc === proc) this.proc = undefined;
       this.onExit({ slot: this.slot, identity, code, signal: sig, atMs: monoMs() - this.campaignStart, stderrTail: this.stderr.slice(-2000) });
       // Restart=always with systemd's default RestartSec (100 ms).
@@ -161,7 +162,8 @@ class Candidate {
   async stop(): Promise<void> {
     const proc = this.proc;
     if (proc === undefined || proc.pid === undefined) return;
-    const closed = new Promise<void>((r) => proc.once("close", () => r()));
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const closed = new Promise<void>((r) => proc.once("exit", () => r()));
     signal(proc.pid, "SIGCONT");
     signal(proc.pid, "SIGTERM");
     const timer = setTimeout(() => proc.pid !== undefined && signal(proc.pid, "SIGKILL"), 15_000);
