@@ -12,7 +12,7 @@
  *
  * Usage (spawned by test/fault/campaign.ts):
  *   node --import tsx test/fault/sampler.ts <campaign-id> <witness-marker> <every-ms> <result.json>
- * It prints "ready" once the first scan is done. stdin: "finish <settle-ms>" ends the run: it keeps
+ * It prints "ready" once the first scan is done, then "seen <pgid> <token>" for each new witness group. stdin: "finish <settle-ms>" ends the run: it keeps
  * sampling while it waits for the campaign's processes to vanish, writes the result and exits. End of
  * stdin (the driver died) finishes at once, so the sampler never outlives its driver.
  *
@@ -109,6 +109,7 @@ export class Sampler {
     readonly campaign: string,
     readonly marker: string,
     readonly everyMs: number,
+    private readonly onGroup: (group: WitnessGroup) => void = () => undefined,
   ) {}
 
   private isWitnessCmd(cmd: readonly string[] | undefined): boolean {
@@ -132,6 +133,7 @@ export class Sampler {
       const token = raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : null;
       group = { key, pgid: stat.pgrp, pids: [], parent: stat.ppid, token, firstSeenMs: now, lastSeenMs: now };
       this.groups.set(key, group);
+      this.onGroup(group);
       if (token === null || token <= this.maxToken) {
         this.regressions.push({ atMs: now, pgid: stat.pgrp, token, previousMax: this.maxToken });
       }
@@ -246,7 +248,8 @@ async function main(): Promise<void> {
     // not root: the recorded maxGapMs says what resolution was achieved
   }
   const everyMs = Number(every);
-  const sampler = new Sampler(campaign, marker, everyMs);
+  // "seen <pgid> <token>" on stdout: lets a test wait until a witness was sampled instead of sleeping.
+  const sampler = new Sampler(campaign, marker, everyMs, (g) => process.stdout.write(`seen ${g.pgid} ${g.token ?? "-"}\n`));
   let finishing: { deadline: number } | undefined;
   let done = false;
   const finish = (leftovers: Leftover[]): void => {
