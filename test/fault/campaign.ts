@@ -47,6 +47,8 @@ export interface FaultRecord {
   index: number;
   kind: string;
   target: string;
+  /** The leader-run the fault was aimed at (leader faults only). */
+  leaderRun?: number;
   /** Monotonic ms relative to the campaign start. */
   startMs: number;
   appliedMs: number;
@@ -81,6 +83,10 @@ export interface KindSummary {
 export interface CampaignResult {
   backend: string;
   seed: number;
+  /** The fault kinds drawn from, in table order (the seed reproduces a run only with the same kinds). */
+  kinds: string[];
+  /** The argument list of `npm run fault` that replays this campaign. */
+  replay: string;
   campaign: string;
   timing: Timing;
   candidates: number;
@@ -203,11 +209,13 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   let samplerDone: Promise<void> | undefined;
   const resultFile = join(work, "sampler.json");
   const records: FaultRecord[] = [];
+  let kindsDrawn: string[] = [];
   let failure: unknown;
 
   try {
     server = await options.backend.start(work);
     const table = faultTable(server, options);
+    kindsDrawn = table.map((f) => f.kind);
     const sequence = faultSequence(rng, table, options.faults);
 
     sampler = spawn(process.execPath, ["--import", "tsx", SAMPLER, campaign, marker, String(everyMs), resultFile], {
@@ -283,6 +291,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       const leader = spec.needsLeader ? await waitForLeader(0) : undefined;
       const record: FaultRecord = { index, kind: spec.kind, target: "", startMs: rel(monoMs()), appliedMs: 0, recoveredMs: null };
       records.push(record);
+      if (leader !== undefined) record.leaderRun = leader.leaderRun;
       try {
         if (spec.needsLeader && leader === undefined) throw new Error("no leader to aim at");
         record.target = await spec.apply(ctx, leader);
@@ -327,7 +336,15 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     for (const r of records) if (r.startMs <= rel(atMs)) found = r;
     return found;
   };
-  const overlaps = sampled.overlaps.map((o) => ({ ...o, startMs: rel(o.startMs), endMs: rel(o.endMs), fault: attribute(o.startMs) }));
+  // An overlap is blamed on the last fault aimed at the leader-run of its oldest copy (a copy orphaned
+  // by one fault overlaps every later leader, long after the faults that follow); else on the fault
+  // during which it began (server faults).
+  const blame = (o: Overlap): FaultRecord | undefined => {
+    const stale = [...o.groups].sort((a, b) => (a.token ?? -1) - (b.token ?? -1))[0];
+    const aimed = records.filter((r) => r.startMs <= rel(o.startMs) && r.leaderRun !== undefined && r.leaderRun === stale?.parent);
+    return aimed.at(-1) ?? attribute(o.startMs);
+  };
+  const overlaps = sampled.overlaps.map((o) => ({ ...o, startMs: rel(o.startMs), endMs: rel(o.endMs), fault: blame(o) }));
   const tokenRegressions = sampled.tokenRegressions.map((t) => ({ ...t, atMs: rel(t.atMs), fault: attribute(t.atMs) }));
   const kinds = [...new Set(records.map((r) => r.kind))];
   const summary: KindSummary[] = kinds.map((kind) => {
@@ -345,6 +362,13 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   return {
     backend: options.backend.name,
     seed: options.seed,
+    kinds: kindsDrawn,
+    replay: [
+      `--backend ${options.backend.name} --faults ${options.faults} --seed ${options.seed}`,
+      options.candidates === undefined ? "" : ` --candidates ${n}`,
+      options.kinds === undefined ? "" : ` --kinds ${options.kinds.join(",")}`,
+      options.includeUnguardable === true && options.kinds === undefined ? " --include-unguardable" : "",
+    ].join(""),
     campaign,
     timing,
     candidates: n,

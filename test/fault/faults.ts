@@ -170,12 +170,13 @@ export const PROCESS_FAULTS: readonly FaultSpec[] = [
   },
   {
     kind: "kill-guard-then-leader",
-    description: "SIGKILL the guard, then 0..300 ms later SIGKILL the leading leader-run",
+    // leader-run notices a dead guard and starts another within milliseconds: the window is that short.
+    description: "SIGKILL the guard, then 0..50 ms later SIGKILL the leading leader-run",
     needsLeader: true,
     async apply(ctx, l) {
       const { guards, leaderRun } = need(l);
       for (const pid of guards) ctx.signal(pid, "SIGKILL");
-      const ms = ctx.rng.int(0, 300);
+      const ms = ctx.rng.int(0, 50);
       await ctx.sleep(ms);
       ctx.signal(leaderRun, "SIGKILL");
       return `guard ${guards.join(",") || "(none found)"}, leader-run ${leaderRun} ${ms} ms later`;

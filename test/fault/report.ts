@@ -32,12 +32,12 @@ export function campaignHeader(result: CampaignResult): string {
 /** Everything needed to reproduce and understand a failed campaign: fault, seed, times, processes. */
 export function failureDetails(result: CampaignResult): string {
   const out: string[] = [];
-  const seed = `seed ${result.seed} (rerun: npm run fault -- --backend ${result.backend} --faults ${result.faults.length} --seed ${result.seed})`;
+  const seed = `seed ${result.seed} (replay: npm run fault -- ${result.replay})`;
   for (const o of result.overlaps) {
     const f = o.fault;
     out.push(
       `OVERLAP of ${o.groups.length} witness groups at +${o.startMs} ms for ${Math.round(o.durationMs)} ms (${o.samples} samples) ` +
-        `after fault #${f?.index ?? "-"} ${f?.kind ?? "(before the first fault)"} [${f?.target ?? ""}] started at +${f?.startMs ?? "?"} ms; ${seed}; ` +
+        `caused by fault #${f?.index ?? "-"} ${f?.kind ?? "(before the first fault)"} [${f?.target ?? ""}] started at +${f?.startMs ?? "?"} ms; ${seed}; ` +
         `groups: ${o.groups.map((g) => `pgid ${g.pgid} token ${g.token} from leader-run ${g.parent}`).join(", ")}`,
     );
   }
