@@ -336,11 +336,11 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     for (const r of records) if (r.startMs <= rel(atMs)) found = r;
     return found;
   };
-  // An overlap is blamed on the last fault aimed at the leader-run of its oldest copy (a copy orphaned
-  // by one fault overlaps every later leader, long after the faults that follow); else on the fault
-  // during which it began (server faults).
+  // An overlap (a stale copy) is blamed on the last fault aimed at its leader-run before it began (a
+  // copy orphaned by one fault overlaps later leaders, long after the faults that follow); else on the
+  // fault during which it began (server faults).
   const blame = (o: Overlap): FaultRecord | undefined => {
-    const stale = [...o.groups].sort((a, b) => (a.token ?? -1) - (b.token ?? -1))[0];
+    const stale = o.groups[0];
     const aimed = records.filter((r) => r.startMs <= rel(o.startMs) && r.leaderRun !== undefined && r.leaderRun === stale?.parent);
     return aimed.at(-1) ?? attribute(o.startMs);
   };

@@ -14,7 +14,7 @@ export function summaryTable(result: CampaignResult): string {
     result.leftovers.length,
     sum((s) => s.stalls),
   ]);
-  const head = ["fault kind", "faults", "overlaps", "max overlap ms", "token regressions", "leftovers", "no leader in 30 s"];
+  const head = ["fault kind", "faults", "overlaps (stale copies)", "longest overlap ms", "token regressions", "leftovers", "no leader in 30 s"];
   const line = (cells: ReadonlyArray<string | number>): string => `| ${cells.join(" | ")} |`;
   return [line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n");
 }
@@ -36,9 +36,10 @@ export function failureDetails(result: CampaignResult): string {
   for (const o of result.overlaps) {
     const f = o.fault;
     out.push(
-      `OVERLAP of ${o.groups.length} witness groups at +${o.startMs} ms for ${Math.round(o.durationMs)} ms (${o.samples} samples) ` +
+      `OVERLAP: a stale copy ran next to ${o.groups.length - 1} newer one(s) from +${o.startMs} ms for ${Math.round(o.durationMs)} ms (${o.samples} samples) ` +
         `caused by fault #${f?.index ?? "-"} ${f?.kind ?? "(before the first fault)"} [${f?.target ?? ""}] started at +${f?.startMs ?? "?"} ms; ${seed}; ` +
-        `groups: ${o.groups.map((g) => `pgid ${g.pgid} token ${g.token} from leader-run ${g.parent}`).join(", ")}`,
+        `stale: ${o.groups.slice(0, 1).map((g) => `pgid ${g.pgid} token ${g.token} from leader-run ${g.parent}`).join("")}; newer: ` +
+        o.groups.slice(1).map((g) => `pgid ${g.pgid} token ${g.token} from leader-run ${g.parent}`).join(", "),
     );
   }
   for (const t of result.tokenRegressions) {

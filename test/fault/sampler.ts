@@ -40,14 +40,23 @@ export interface WitnessGroup {
   lastSeenMs: number;
 }
 
+/**
+ * One stale copy: a witness group seen alive while a newer one (higher token, or seen later) was alive
+ * too. `groups[0]` is the stale copy, the rest are the successors it ran next to.
+ */
 export interface Overlap {
-  /** Monotonic ms (CLOCK_MONOTONIC, same clock as the driver's monoMs()). */
+  /** Monotonic ms (CLOCK_MONOTONIC, same clock as the driver's monoMs()) of the first overlapping sample. */
   startMs: number;
-  /** First sample without an overlap (an upper bound of the end). */
+  /** The last overlapping sample. */
   endMs: number;
+  /** Time between overlapping samples, summed (a lower bound; one sample alone counts 0). */
   durationMs: number;
   samples: number;
   groups: Array<Pick<WitnessGroup, "pgid" | "pids" | "parent" | "token">>;
+}
+
+function summary(g: WitnessGroup): Overlap["groups"][number] {
+  return { pgid: g.pgid, pids: [...g.pids], parent: g.parent, token: g.token };
 }
 
 export interface TokenRegression {
@@ -97,7 +106,8 @@ export class Sampler {
   private readonly groups = new Map<string, WitnessGroup>();
   private readonly overlaps: Overlap[] = [];
   private readonly regressions: TokenRegression[] = [];
-  private open: Overlap | undefined;
+  private readonly staleOverlaps = new Map<string, Overlap>();
+  private prevTick = 0;
   private maxToken = -Infinity;
   private lastSweep = 0;
   private lastTick = 0;
@@ -179,28 +189,33 @@ export class Sampler {
       const g = this.groups.get(key);
       if (g !== undefined) g.lastSeenMs = now;
     }
-    if (alive.size >= 2) {
-      if (this.open === undefined) {
-        this.open = {
-          startMs: now,
-          endMs: now,
-          durationMs: 0,
-          samples: 0,
-          groups: [...alive.keys()].map((k) => {
-            const g = this.groups.get(k) as WitnessGroup;
-            return { pgid: g.pgid, pids: [...g.pids], parent: g.parent, token: g.token };
-          }),
-        };
-        this.overlaps.push(this.open);
+    // A copy is stale while a newer copy (a later term) is alive next to it. Each stale copy is one
+    // overlap, however many successors it outlives: an orphan that survives a fault shows up once,
+    // blamed on that fault, and does not hide the overlaps other faults cause meanwhile.
+    const live = [...alive.keys()].map((k) => this.groups.get(k) as WitnessGroup);
+    const rank = (g: WitnessGroup): [number, number] => [g.token ?? -1, g.firstSeenMs];
+    const newer = (a: WitnessGroup, b: WitnessGroup): boolean => {
+      const [ta, fa] = rank(a);
+      const [tb, fb] = rank(b);
+      return ta > tb || (ta === tb && fa > fb);
+    };
+    const dt = this.samples > 1 ? now - this.prevTick : 0;
+    for (const g of live) {
+      const successors = live.filter((h) => h !== g && newer(h, g));
+      if (successors.length === 0) continue;
+      let o = this.staleOverlaps.get(g.key);
+      if (o === undefined) {
+        o = { startMs: now, endMs: now, durationMs: 0, samples: 0, groups: [summary(g)] };
+        this.staleOverlaps.set(g.key, o);
+        this.overlaps.push(o);
+      } else {
+        o.durationMs += dt;
       }
-      this.open.samples += 1;
-      this.open.endMs = now;
-      this.open.durationMs = now - this.open.startMs;
-    } else if (this.open !== undefined) {
-      this.open.endMs = now;
-      this.open.durationMs = now - this.open.startMs;
-      this.open = undefined;
+      o.samples += 1;
+      o.endMs = now;
+      for (const h of successors) if (!o.groups.some((x) => x.pgid === h.pgid)) o.groups.push(summary(h));
     }
+    this.prevTick = now;
   }
 
   /** Every live process carrying the campaign's marker in its environment. */
