@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { BACKENDS } from "../test/fault/backends.js";
-import { ROOT, runCampaign, type CampaignResult } from "../test/fault/campaign.js";
+import { CampaignUsageError, ROOT, runCampaign, type CampaignResult } from "../test/fault/campaign.js";
 import { campaignHeader, failureDetails, summaryTable } from "../test/fault/report.js";
 
 const usage = "usage: npm run fault -- --backend file|redis --faults 150 --seed N [--candidates 3] [--kinds k1,k2] [--include-unguardable] [--sample-every 5] [--json out.json] [--write-docs]";
@@ -65,6 +65,10 @@ try {
     log: (line) => console.log(line),
   });
 } catch (error) {
+  if (error instanceof CampaignUsageError) {
+    console.error(`${error.message}\n${usage}`);
+    process.exit(64);
+  }
   console.error(`fault campaign failed to run: ${(error as Error).message}`);
   process.exit(70);
 }

@@ -110,12 +110,17 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
+/** The campaign was asked for something that does not exist (an unknown fault kind): fix the arguments. */
+export class CampaignUsageError extends Error {
+  override name = "CampaignUsageError";
+}
+
 /** The fault kinds a campaign draws from. */
 export function faultTable(server: Pick<BackendServer, "faults">, options: Pick<CampaignOptions, "kinds" | "includeUnguardable">): FaultSpec[] {
   const all = [...PROCESS_FAULTS, ...server.faults];
   if (options.kinds !== undefined) {
     const unknown = options.kinds.filter((k) => !all.some((f) => f.kind === k));
-    if (unknown.length > 0) throw new Error(`unknown fault kind(s) ${unknown.join(", ")}; known: ${all.map((f) => f.kind).join(", ")}`);
+    if (unknown.length > 0) throw new CampaignUsageError(`unknown fault kind(s) ${unknown.join(", ")}; known: ${all.map((f) => f.kind).join(", ")}`);
     return all.filter((f) => options.kinds?.includes(f.kind));
   }
   return all.filter((f) => options.includeUnguardable === true || f.unguardable !== true);
