@@ -49,6 +49,8 @@ export interface FaultRecord {
   target: string;
   /** The leader-run the fault was aimed at (leader faults only). */
   leaderRun?: number;
+  /** The process group of that leader's command. */
+  witnessPgid?: number;
   /** Monotonic ms relative to the campaign start. */
   startMs: number;
   appliedMs: number;
@@ -258,11 +260,21 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
         const cmd = readCmdline(pid);
         if (cmd?.length !== 2 || cmd[1] !== marker) continue;
         const st = readStat(pid);
-        if (st === undefined || !isLiveState(st.state) || !ours.has(st.ppid)) continue;
-        const lr = readStat(st.ppid);
-        if (lr === undefined || lr.state === "T" || st.state === "T") continue;
+        if (st === undefined || !isLiveState(st.state) || st.state === "T") continue;
+        // The command is leader-run's child today; a guard may come to sit in between (leader-run → guard
+        // → command), so walk up to the candidate rather than assume the parent is it.
+        const between: number[] = [];
+        let up = st.ppid;
+        while (!ours.has(up) && up > 1 && between.length < 4) {
+          between.push(up);
+          up = readStat(up)?.ppid ?? 0;
+        }
+        if (!ours.has(up)) continue;
+        const lr = readStat(up);
+        if (lr === undefined || lr.state === "T") continue;
         const raw = readEnviron(pid)?.get("LEADER_RUN_FENCING_TOKEN");
-        return { leaderRun: st.ppid, witness: pid, guards: guardsOf(st.ppid, pid), token: raw === undefined ? null : Number(raw) };
+        const guards = [...new Set([...between, ...guardsOf(up, between[between.length - 1] ?? pid)])];
+        return { leaderRun: up, witness: pid, pgid: st.pgrp, guards, token: raw === undefined ? null : Number(raw) };
       }
       return undefined;
     };
@@ -296,7 +308,10 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       const leader = spec.needsLeader ? await waitForLeader(0) : undefined;
       const record: FaultRecord = { index, kind: spec.kind, target: "", startMs: rel(monoMs()), appliedMs: 0, recoveredMs: null };
       records.push(record);
-      if (leader !== undefined) record.leaderRun = leader.leaderRun;
+      if (leader !== undefined) {
+        record.leaderRun = leader.leaderRun;
+        record.witnessPgid = leader.pgid;
+      }
       try {
         if (spec.needsLeader && leader === undefined) throw new Error("no leader to aim at");
         record.target = await spec.apply(ctx, leader);
@@ -341,12 +356,12 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     for (const r of records) if (r.startMs <= rel(atMs)) found = r;
     return found;
   };
-  // An overlap (a stale copy) is blamed on the last fault aimed at its leader-run before it began (a
+  // An overlap (a stale copy) is blamed on the last fault aimed at its leader before it began (a
   // copy orphaned by one fault overlaps later leaders, long after the faults that follow); else on the
   // fault during which it began (server faults).
   const blame = (o: Overlap): FaultRecord | undefined => {
     const stale = o.groups[0];
-    const aimed = records.filter((r) => r.startMs <= rel(o.startMs) && r.leaderRun !== undefined && r.leaderRun === stale?.parent);
+    const aimed = records.filter((r) => r.startMs <= rel(o.startMs) && r.witnessPgid !== undefined && r.witnessPgid === stale?.pgid);
     return aimed.at(-1) ?? attribute(o.startMs);
   };
   const overlaps = sampled.overlaps.map((o) => ({ ...o, startMs: rel(o.startMs), endMs: rel(o.endMs), fault: blame(o) }));

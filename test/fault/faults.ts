@@ -6,7 +6,7 @@
  * Every fault must leave nothing stopped behind when `apply` resolves (it SIGCONTs what it stopped):
  * the driver then waits for a leader again and measures the next fault from a healthy state.
  */
-import { childrenOf, readStat } from "./procfs.js";
+import { childrenOf } from "./procfs.js";
 
 /** Seeded PRNG (mulberry32): the same seed gives the same fault sequence, targets and delays. */
 export class Rng {
@@ -45,6 +45,8 @@ export interface Timing {
 export interface Leader {
   leaderRun: number;
   witness: number;
+  /** The command's process group. */
+  pgid: number;
   /** leader-run's other children: its guard (today watchdog-process.cjs; found by parent, not by name). */
   guards: number[];
   token: number | null;
@@ -73,10 +75,10 @@ export interface FaultSpec {
   apply(ctx: FaultContext, leader: Leader | undefined): Promise<string>;
 }
 
-/** leader-run's children other than the witness's group: its guard process(es). */
-export function guardsOf(leaderRun: number, witness: number): number[] {
+/** leader-run's children other than `commandSide` (the command, or the process leading to it): its guard process(es). */
+export function guardsOf(leaderRun: number, commandSide: number): number[] {
   return childrenOf(leaderRun)
-    .filter((c) => c.pid !== witness && c.pgrp !== readStat(witness)?.pgrp)
+    .filter((c) => c.pid !== commandSide)
     .map((c) => c.pid);
 }
 
