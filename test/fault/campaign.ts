@@ -18,7 +18,8 @@ import { isLiveState, listPids, monoMs, readCmdline, readEnviron, readStat } fro
 import { CAMPAIGN_ENV, type Overlap, type SamplerResult, type TokenRegression } from "./sampler.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-export const BIN = join(ROOT, "bin", "leader-run.js");
+/** The leader-run under test: this checkout's build, or FAULT_LEADER_RUN_BIN (another branch's build, before merging it). */
+export const BIN = process.env.FAULT_LEADER_RUN_BIN ?? join(ROOT, "bin", "leader-run.js");
 const SAMPLER = fileURLToPath(new URL("./sampler.ts", import.meta.url));
 
 export const DEFAULT_TIMING: Timing = { leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 500 };
@@ -195,7 +196,9 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   const n = options.candidates ?? 3;
   const everyMs = options.sampleEveryMs ?? 5;
   const log = options.log ?? (() => undefined);
-  if (!existsSync(join(ROOT, "dist", "bin", "main.js"))) throw new Error("dist/bin/main.js is missing: run `npm run build` first");
+  if (process.env.FAULT_LEADER_RUN_BIN === undefined && !existsSync(join(ROOT, "dist", "bin", "main.js"))) {
+    throw new Error("dist/bin/main.js is missing: run `npm run build` first");
+  }
   const why = options.backend.unavailable();
   if (why !== undefined) throw new Error(why);
 
