@@ -6,7 +6,7 @@
  * Every fault must leave nothing stopped behind when `apply` resolves (it SIGCONTs what it stopped):
  * the driver then waits for a leader again and measures the next fault from a healthy state.
  */
-import { childrenOf } from "./procfs.js";
+import { childrenOf, readStat } from "./procfs.js";
 
 /** Seeded PRNG (mulberry32): the same seed gives the same fault sequence, targets and delays. */
 export class Rng {
@@ -56,7 +56,7 @@ export interface FaultContext {
   rng: Rng;
   timing: Timing;
   sleep(ms: number): Promise<void>;
-  /** kill(2) that ignores a process already gone. */
+  /** kill(2) that ignores a process already gone; a negative pid is a process group. */
   signal(pid: number, signal: NodeJS.Signals): void;
 }
 
@@ -80,6 +80,16 @@ export function guardsOf(leaderRun: number, commandSide: number): number[] {
   return childrenOf(leaderRun)
     .filter((c) => c.pid !== commandSide)
     .map((c) => c.pid);
+}
+
+/**
+ * A guard that leads its own process group (both the Node watchdog and the sh guard do) is signalled as
+ * a group, so its helpers (a subshell, a sleeping timer) are stopped or killed with it; the fault is
+ * "the guard", not one of its processes.
+ */
+export function guardTarget(pid: number, commandPgid: number): number {
+  const pgrp = readStat(pid)?.pgrp;
+  return pgrp === pid && pgrp !== commandPgid ? -pid : pid;
 }
 
 function need(leader: Leader | undefined): Leader {
@@ -154,8 +164,8 @@ export const PROCESS_FAULTS: readonly FaultSpec[] = [
     description: "SIGKILL the leader's guard process (its other child)",
     needsLeader: true,
     async apply(ctx, l) {
-      const { guards } = need(l);
-      for (const pid of guards) ctx.signal(pid, "SIGKILL");
+      const { guards, pgid } = need(l);
+      for (const pid of guards) ctx.signal(guardTarget(pid, pgid), "SIGKILL");
       return `guard ${guards.join(",") || "(none found)"}`;
     },
   },
@@ -164,9 +174,9 @@ export const PROCESS_FAULTS: readonly FaultSpec[] = [
     description: "SIGSTOP the leader's guard for LD + 0.5..2 s, then SIGCONT",
     needsLeader: true,
     async apply(ctx, l) {
-      const { guards } = need(l);
+      const { guards, pgid } = need(l);
       const ms = ctx.timing.leaseDurationMs + ctx.rng.int(500, 2000);
-      await stopFor(ctx, guards, ms);
+      await stopFor(ctx, guards.map((g) => guardTarget(g, pgid)), ms);
       return `guard ${guards.join(",") || "(none found)"} stopped ${ms} ms`;
     },
   },
@@ -176,8 +186,8 @@ export const PROCESS_FAULTS: readonly FaultSpec[] = [
     description: "SIGKILL the guard, then 0..50 ms later SIGKILL the leading leader-run",
     needsLeader: true,
     async apply(ctx, l) {
-      const { guards, leaderRun } = need(l);
-      for (const pid of guards) ctx.signal(pid, "SIGKILL");
+      const { guards, leaderRun, pgid } = need(l);
+      for (const pid of guards) ctx.signal(guardTarget(pid, pgid), "SIGKILL");
       const ms = ctx.rng.int(0, 50);
       await ctx.sleep(ms);
       ctx.signal(leaderRun, "SIGKILL");
@@ -190,9 +200,9 @@ export const PROCESS_FAULTS: readonly FaultSpec[] = [
     needsLeader: true,
     unguardable: true,
     async apply(ctx, l) {
-      const { guards, leaderRun, witness } = need(l);
+      const { guards, leaderRun, witness, pgid } = need(l);
       const ms = ctx.timing.leaseDurationMs + ctx.rng.int(500, 2000);
-      await stopFor(ctx, [leaderRun, ...guards, witness], ms);
+      await stopFor(ctx, [leaderRun, ...guards.map((g) => guardTarget(g, pgid)), witness], ms);
       return `leader-run ${leaderRun}, guard ${guards.join(",")}, witness ${witness} stopped ${ms} ms`;
     },
   },
