@@ -191,6 +191,8 @@ export function campaignPids(campaign: string): number[] {
   return listPids().filter((pid) => pid !== process.pid && readEnviron(pid)?.get(CAMPAIGN_ENV) === campaign && isLiveState(readStat(pid)?.state ?? "X"));
 }
 
+let campaignCount = 0;
+
 export async function runCampaign(options: CampaignOptions): Promise<CampaignResult> {
   const timing = options.timing ?? DEFAULT_TIMING;
   const n = options.candidates ?? 3;
@@ -203,7 +205,10 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   if (why !== undefined) throw new Error(why);
 
   const rng = new Rng(options.seed);
-  const campaign = `${process.pid}${String(Date.now() % 1e6).padStart(6, "0")}`;
+  // Unique per host and run: two campaigns of one process (CI runs file and Redis at once) must never
+  // share a marker, or each sampler would count the other's witnesses.
+  campaignCount += 1;
+  const campaign = `${process.pid}${String(Date.now() % 1e6).padStart(6, "0")}${campaignCount}`;
   // `sleep 900000.<campaign>`: a valid duration and a cmdline unique to this campaign.
   const marker = `900000.${campaign}`;
   const lease = `fault-${campaign}`;
