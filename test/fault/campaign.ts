@@ -88,6 +88,8 @@ export interface CampaignResult {
   seed: number;
   /** The fault kinds drawn from, in table order (the seed reproduces a run only with the same kinds). */
   kinds: string[];
+  /** Kinds no process-level guard can survive: their overlaps are expected and do not fail a campaign. */
+  unguardable: string[];
   /** The argument list of `npm run fault` that replays this campaign. */
   replay: string;
   campaign: string;
@@ -225,12 +227,14 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   const resultFile = join(work, "sampler.json");
   const records: FaultRecord[] = [];
   let kindsDrawn: string[] = [];
+  let unguardable: string[] = [];
   let failure: unknown;
 
   try {
     server = await options.backend.start(work);
     const table = faultTable(server, options);
     kindsDrawn = table.map((f) => f.kind);
+    unguardable = table.filter((f) => f.unguardable === true).map((f) => f.kind);
     const sequence = faultSequence(rng, table, options.faults);
 
     sampler = spawn(process.execPath, ["--import", "tsx", SAMPLER, campaign, marker, String(everyMs), resultFile], {
@@ -391,6 +395,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     backend: options.backend.name,
     seed: options.seed,
     kinds: kindsDrawn,
+    unguardable,
     replay: [
       `--backend ${options.backend.name} --faults ${options.faults} --seed ${options.seed}`,
       options.candidates === undefined ? "" : ` --candidates ${n}`,

@@ -3,7 +3,7 @@ import type { CampaignResult } from "./campaign.js";
 
 /** Markdown table: one row per fault kind, then the total (leftovers are counted once, at the end of the run). */
 export function summaryTable(result: CampaignResult): string {
-  const rows = result.summary.map((s) => [s.kind, s.faults, s.overlaps, s.maxOverlapMs, s.tokenRegressions, "", s.stalls]);
+  const rows = result.summary.map((s) => [result.unguardable.includes(s.kind) ? `${s.kind} (unguardable)` : s.kind, s.faults, s.overlaps, s.maxOverlapMs, s.tokenRegressions, "", s.stalls]);
   const sum = (f: (s: CampaignResult["summary"][number]) => number): number => result.summary.reduce((a, s) => a + f(s), 0);
   rows.push([
     "**total**",
@@ -29,12 +29,21 @@ export function campaignHeader(result: CampaignResult): string {
   );
 }
 
+/** Overlaps of the unguardable faults (freeze-all): expected, reported, never a failure. */
+export function expectedOverlaps(result: CampaignResult): string {
+  return result.overlaps
+    .filter((o) => o.fault !== undefined && result.unguardable.includes(o.fault.kind))
+    .map((o) => `expected (unguardable ${o.fault?.kind}, fault #${o.fault?.index}): stale copy token ${o.groups[0]?.token} ran ${Math.round(o.durationMs)} ms next to token ${o.groups.slice(1).map((g) => g.token).join(", ")}`)
+    .join("\n");
+}
+
 /** Everything needed to reproduce and understand a failed campaign: fault, seed, times, processes. */
 export function failureDetails(result: CampaignResult): string {
   const out: string[] = [];
   const seed = `seed ${result.seed} (replay: npm run fault -- ${result.replay})`;
   for (const o of result.overlaps) {
     const f = o.fault;
+    if (f !== undefined && result.unguardable.includes(f.kind)) continue;
     out.push(
       `OVERLAP: a stale copy ran next to ${o.groups.length - 1} newer one(s) from +${o.startMs} ms for ${Math.round(o.durationMs)} ms (${o.samples} samples) ` +
         `caused by fault #${f?.index ?? "-"} ${f?.kind ?? "(before the first fault)"} [${f?.target ?? ""}] started at +${f?.startMs ?? "?"} ms; ${seed}; ` +
