@@ -1,0 +1,74 @@
+// The servers the bench measures against, started exactly as the tests start them (real servers on
+// loopback, random ports, temp dirs). Adding a backend is one entry in BACKENDS.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { join } from "node:path";
+import { hasRedis, RedisServer } from "../test/support/redis-server.js";
+import { startLeaseApiServer } from "../test/support/lease-api-server.js";
+
+export interface StartedBackend {
+  /** `--lock …` and any backend options. */
+  lockArgs: string[];
+  env?: NodeJS.ProcessEnv;
+  /** A peer tool's own "try once" on a held lock, for the --no-wait comparison. */
+  referenceNoWait?: { name: string; cmd: string[]; status: number };
+  /** Total operations the server has served so far (for operations per second). */
+  operations?: () => Promise<number>;
+  stop(): Promise<void>;
+}
+
+export interface BenchBackend {
+  name: string;
+  /** Why it cannot run here, or undefined. */
+  unavailable(): string | undefined;
+  start(work: string): Promise<StartedBackend>;
+}
+
+function has(binary: string): boolean {
+  return spawnSync("sh", ["-c", `command -v ${binary}`]).status === 0;
+}
+
+export const BACKENDS: BenchBackend[] = [
+  {
+    name: "file",
+    unavailable: () => undefined,
+    async start(work) {
+      const dir = mkdtempSync(join(work, "file-"));
+      return { lockArgs: ["--lock", `file:${dir}`], stop: async () => undefined };
+    },
+  },
+  {
+    name: "redis",
+    unavailable: () => (hasRedis() ? undefined : "redis-server not installed"),
+    async start() {
+      const server = await RedisServer.start();
+      const info = async (): Promise<number> => {
+        const text = await server.cli(["INFO", "stats"]);
+        return Number(/total_commands_processed:(\d+)/.exec(text)?.[1] ?? NaN);
+      };
+      let infoCalls = 0;
+      return {
+        lockArgs: ["--lock", `redis://127.0.0.1:${server.port}`],
+        referenceNoWait: has("redis-cli")
+          ? { name: "redis-cli SET NX", cmd: ["redis-cli", "-p", String(server.port), "SET", "bench-ref", "x", "NX", "PX", "60000"], status: 0 }
+          : undefined,
+        // INFO itself is a command: do not count our own probes.
+        operations: async () => (await info()) - infoCalls++,
+        stop: () => server.stop(),
+      };
+    },
+  },
+  {
+    name: "kubernetes",
+    unavailable: () => undefined,
+    async start(work) {
+      const server = await startLeaseApiServer();
+      const kubeconfig = server.writeKubeconfig(join(mkdtempSync(join(work, "k8s-")), "kubeconfig.json"), {});
+      return {
+        lockArgs: ["--lock", "kubernetes:", "--kubeconfig", kubeconfig, "--namespace", "default"],
+        operations: () => Promise.resolve(server.requests.length),
+        stop: () => server.close(),
+      };
+    },
+  },
+];
