@@ -28,6 +28,9 @@ export const LOG_EVENTS = [
   "renew_failed",
   "lost",
   "handing_over", // a hand-over was requested (step-down): stopping the child, then releasing
+  "call_abandoned", // debug: a lock call dropped when leadership ended or the campaign stopped
+  "identity_in_use", // a record naming our identity was written by another process
+  "lease_deleted", // the lease record vanished; re-created with a higher term after a lease duration
   "released",
   "release_failed",
   "not_released", // the child's group could not be confirmed gone: the lease is left to expire

@@ -276,7 +276,7 @@ class LeaderRun implements EmergencyStop {
         if (event.reason === "handover") {
           log.info("handing_over", { term: this.elector.term() }, "a hand-over was requested (leader-run step-down); stopping the child, then releasing the lease");
         } else if (event.reason !== "cancelled") {
-          log.error("lost", { term: this.elector.term(), reason: event.reason, holder: event.holder }, event.reason === "foreign_holder" ? `another holder ("${event.holder ?? ""}") took the lease; stopping the child` : "could not renew the lease before the renew deadline; stopping the child");
+          log.error("lost", { term: this.elector.term(), reason: event.reason, holder: event.holder }, event.reason === "foreign_holder" ? (event.holder === this.options.identity ? `another process wrote our identity ("${event.holder}") into the lease; stopping the child` : event.holder ? `another holder ("${event.holder}") took the lease; stopping the child` : "the lease was released under us (leader-run release --force?); stopping the child") : "could not renew the lease before the renew deadline; stopping the child");
         }
         return;
       case "work_overran":
@@ -294,6 +294,15 @@ class LeaderRun implements EmergencyStop {
         return;
       case "callback_error":
         log.error("internal_error", { callback: event.callback, error: describeError(event.error) });
+        return;
+      case "call_abandoned":
+        log.debug("call_abandoned", { op: event.op, phase: event.phase, reason: describeError(event.reason) });
+        return;
+      case "identity_in_use":
+        log.warn("identity_in_use", { wait_ms: Math.round(event.waitMs) }, `a record naming our identity "${event.identity}" was written by another process; waiting until it is unchanged for its lease duration (give every process its own --identity)`);
+        return;
+      case "lease_deleted":
+        log.warn("lease_deleted", { leading: event.leading, recreate_in_ms: Math.round(event.recreateInMs) }, event.leading ? "the lease record was deleted while we lead; re-creating it with our term" : "the lease record was deleted; waiting a lease duration, then re-creating it with a higher term");
         return;
     }
   }

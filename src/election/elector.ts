@@ -247,7 +247,9 @@ export class LeaderElector {
           error: result.error,
           holder: this.observedRecord.holderIdentity,
         });
-        if (woken) continue;
+        // The event's handler may have cancelled the campaign (--no-wait does): an abort listener added
+        // now would never fire, and we would sleep a whole retry period for nothing.
+        if (woken || signal.aborted) continue;
         const delay = this.config.retryPeriod * (1 + this.clock.random() * JITTER_FACTOR);
         await new Promise<void>((resolve) => {
           const timer: TimerHandle = this.clock.setTimer(done, delay);
