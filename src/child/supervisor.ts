@@ -49,6 +49,11 @@ export interface StartChildOptions {
    * acknowledged the group (else `GuardUnavailableError`). `false` disables it (tests only).
    */
   guard?: Guard | false;
+  /**
+   * Checked once more just before the gate opens: false means leadership ended (or its deadline passed)
+   * while the child was being spawned, and the command is not started at all.
+   */
+  mayStart?: () => boolean;
 }
 
 export interface StopOptions {
@@ -225,6 +230,14 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
   gate.on("error", () => {
     // EPIPE: the gate already ended (killed by a signal meant for the group); its exit is reported.
   });
+  // The last look before the command exists: spawning, loading and the guard's round trip take time,
+  // and a pause in that window (SIGSTOP, a VM freeze) may have outlived our lease. Then the command
+  // must never run; its gate is killed instead of opened, and the handle reports that exit.
+  if (options.mayStart !== undefined && !options.mayStart()) {
+    options.log?.({ type: "killing", pgid: pid, signal: "SIGKILL", reason: "leadership ended before the command could start", graceMs: 0, escalation: true });
+    killGroup(pid, "SIGKILL");
+    return new Supervised(pid, subprocess, options, guard);
+  }
   gate.end("go\n");
   return new Supervised(pid, subprocess, options, guard);
 }

@@ -71,7 +71,9 @@ export class HookRunner {
       const timer = setTimeout(() => {
         timedOut = true;
         killGroup("SIGTERM");
-        setTimeout(() => killGroup("SIGKILL"), KILL_AFTER_MS).unref();
+        // Not unref'd: a hook's shell that exits on SIGTERM can leave its group's other processes, and
+        // they get their SIGKILL before we exit.
+        setTimeout(() => killGroup("SIGKILL"), KILL_AFTER_MS);
       }, this.timeoutMs);
       child.once("error", (error) => {
         clearTimeout(timer);

@@ -19,6 +19,8 @@ export type ChildOutcome = { kind: "child_done"; exit: ChildExit } | { kind: "in
 export interface ChildControlHost {
   /** The current term (fencing token), for the child's environment and logs. */
   term(): number | undefined;
+  /** The monotonic time (performance.now()) at which we stop leading unless renewed, when leading. */
+  stopDeadline(): number | undefined;
   /** Ends the campaign. */
   cancel(outcome: ChildOutcome): void;
 }
@@ -137,6 +139,8 @@ export class ChildControl {
    * (exit 70) after whatever child was started has been stopped.
    */
   lead(leading: AbortSignal): Promise<void> {
+    // --min-hold counts from the first start of this term's command, not of an earlier term's.
+    this.firstStartedAt = undefined;
     let settle: (fate: GroupFate) => void = () => undefined;
     this.fate = new Promise((resolve) => (settle = resolve));
     return this.leadAndSettle(leading, settle);
@@ -195,6 +199,10 @@ export class ChildControl {
           killGraceMs: this.options.killGraceMs,
           log: (event) => this.onChildEvent(event),
           guard: this.guard,
+          mayStart: () => {
+            const deadline = this.host.stopDeadline();
+            return !leading.aborted && (deadline === undefined || performance.now() < deadline);
+          },
         });
       } catch (error) {
         if (!(error instanceof ChildSpawnError)) throw error;
@@ -237,6 +245,17 @@ export class ChildControl {
       }
       void this.processGuard?.setGuardedProcessGroup(undefined);
       if (leading.aborted) return "gone";
+      const stopDeadline = this.host.stopDeadline();
+      if (stopDeadline !== undefined && performance.now() >= stopDeadline) {
+        // Past our own stop deadline (our event loop was starved or frozen): the guard stopped the
+        // command, and our deadline timer is about to end leadership. That is a lost lease (76), not the
+        // command's own exit, and never a reason to restart it.
+        await new Promise<void>((resolve) => {
+          if (leading.aborted) resolve();
+          else leading.addEventListener("abort", () => resolve(), { once: true });
+        });
+        return "gone";
+      }
 
       const ranForMs = performance.now() - child.startedAt;
       const restartIn = this.stopSignal === undefined ? this.restart.nextDelay(exit, ranForMs) : undefined;

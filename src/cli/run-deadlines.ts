@@ -1,4 +1,5 @@
 import type { GuardDeadline } from "../child/guard.js";
+import { defaultKillMarginMs } from "../election/term.js";
 
 /**
  * The safety arithmetic of one successful lease write, in `performance.now()` ms. One function on
@@ -7,10 +8,21 @@ import type { GuardDeadline } from "../child/guard.js";
 export interface LeaseDeadlines extends GuardDeadline {
   /** The earliest moment any other candidate may take the lease over. */
   successorEarliest: number;
+  /** What is kept back before `successorEarliest` (killMarginMs). */
+  marginMs: number;
 }
 
-/** How long before `successorEarliest` the group must already be SIGKILLed (kill, exit, a late timer). */
+/** The least time before `successorEarliest` the group must already be SIGKILLed (kill, exit, a late timer). */
 export const KILL_MARGIN_MS = 200;
+
+/**
+ * The margin actually kept: at least KILL_MARGIN_MS, and at least the election core's allowance for
+ * clock-rate differences between hosts (term.ts: 2% of the lease), so the CLI never aims closer to the
+ * successor's start than the Term's own kill budget does.
+ */
+export function killMarginMs(effectiveLeaseMs: number): number {
+  return Math.max(KILL_MARGIN_MS, defaultKillMarginMs(effectiveLeaseMs));
+}
 
 export interface DeadlineTimings {
   leaseDurationMs: number;
@@ -26,13 +38,13 @@ export interface DeadlineTimings {
 export function leaseDeadlines(sentAt: number, t: DeadlineTimings): LeaseDeadlines {
   const effectiveLeaseMs = Math.floor(t.leaseDurationMs / 1000) * 1000;
   const successorEarliest = sentAt + effectiveLeaseMs;
-  const killAt = Math.min(sentAt + t.renewDeadlineMs + t.killGraceMs, successorEarliest - KILL_MARGIN_MS);
+  const killAt = Math.min(sentAt + t.renewDeadlineMs + t.killGraceMs, successorEarliest - killMarginMs(effectiveLeaseMs));
   const signalAt = Math.min(sentAt + t.renewDeadlineMs, killAt);
-  return { signalAt, killAt, successorEarliest };
+  return { signalAt, killAt, successorEarliest, marginMs: killMarginMs(effectiveLeaseMs) };
 }
 
 /** The grace a stop starting at `now` may still use: down to 0, an immediate SIGKILL. */
 export function safeGraceMs(deadlines: LeaseDeadlines | undefined, killGraceMs: number, now: number): number {
   if (deadlines === undefined) return killGraceMs;
-  return Math.max(0, Math.min(killGraceMs, deadlines.successorEarliest - KILL_MARGIN_MS - now));
+  return Math.max(0, Math.min(killGraceMs, deadlines.successorEarliest - deadlines.marginMs - now));
 }

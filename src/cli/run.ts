@@ -130,6 +130,10 @@ class LeaderRun implements EmergencyStop {
   ) {
     this.child = new ChildControl(options, log, processGuard, http, supervisor, {
       term: () => this.elector.term(),
+      stopDeadline: () => {
+        const term = this.elector.currentTerm();
+        return term?.active ? term.stopDeadline : undefined;
+      },
       cancel: (outcome) => this.cancel(outcome),
     });
     const watchDog = http ? newLeaderHealthzAdaptor(http.healthzTimeoutMs) : undefined;

@@ -313,3 +313,20 @@ describe("spawn errors", () => {
     await assert.rejects(start({ command: ["true"], killSignal: "SIGNOPE" as NodeJS.Signals }), RangeError);
   });
 });
+
+describe("the last look before the gate opens", () => {
+  test("mayStart() false: the command never runs, its gate is killed instead", async () => {
+    const touched = join(dir, "may-start-false");
+    const child = await start({ command: ["sh", "-c", `touch '${touched}'`], mayStart: () => false });
+    const exit = await child.exited;
+    assert.equal(exit.signal, "SIGKILL");
+    assert.equal(readdirSync(dir).includes("may-start-false"), false, "the command must not have run");
+  });
+
+  test("mayStart() true: the command runs as usual", async () => {
+    const touched = join(dir, "may-start-true");
+    const child = await start({ command: ["sh", "-c", `touch '${touched}'`], mayStart: () => true });
+    assert.equal((await child.exited).exitCode, 0);
+    assert.equal(readdirSync(dir).includes("may-start-true"), true);
+  });
+});

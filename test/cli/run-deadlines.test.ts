@@ -7,7 +7,7 @@ const timings = { leaseDurationMs: 3000, renewDeadlineMs: 2000, killGraceMs: 500
 describe("lease deadlines for the guard", () => {
   test("signal at sentAt + RD, SIGKILL after the grace", () => {
     const d = leaseDeadlines(1000, timings);
-    assert.deepEqual(d, { signalAt: 3000, killAt: 3500, successorEarliest: 4000 });
+    assert.deepEqual(d, { signalAt: 3000, killAt: 3500, successorEarliest: 4000, marginMs: KILL_MARGIN_MS });
   });
 
   test("followers count whole seconds of lease duration: SIGKILL comes before the truncated lease ends", () => {
@@ -15,6 +15,14 @@ describe("lease deadlines for the guard", () => {
     assert.equal(d.successorEarliest, 3000);
     assert.equal(d.killAt, 3000 - KILL_MARGIN_MS);
     assert.ok(d.signalAt <= d.killAt);
+  });
+
+  test("a long lease keeps the election core's clock-rate margin (2%), not just 200 ms", () => {
+    // --lease-duration 60s --renew-deadline 40s --kill-grace 19.9s is accepted; the group must still be
+    // dead 1.2 s before a successor may start, as term.ts budgets it.
+    const d = leaseDeadlines(0, { leaseDurationMs: 60_000, renewDeadlineMs: 40_000, killGraceMs: 19_900 });
+    assert.equal(d.killAt, 60_000 - 1_200);
+    assert.equal(safeGraceMs(d, 19_900, 50_000), 60_000 - 1_200 - 50_000);
   });
 
   test("signalAt never comes after killAt", () => {

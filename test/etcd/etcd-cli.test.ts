@@ -154,11 +154,11 @@ describe("leader-run --lock etcd:// (real processes)", () => {
 
     const wrong = await runCli(["--lock", `etcd://alice@${host}`, "--name", name, "--", "true"], { LEADER_RUN_ETCD_PASSWORD: "nope" });
     assert.equal(wrong.code, 69, wrong.stderr);
-    assert.match(wrong.stderr, /rejected user "alice".*key leader-run\//);
+    assert.match(wrong.stderr, /rejected user \\?"alice\\?".*key leader-run\//);
 
     const denied = await runCli(["--lock", `etcd://bob@${host}`, "--name", name, "--", "true"], { LEADER_RUN_ETCD_PASSWORD: "bob-secret" });
     assert.equal(denied.code, 69, denied.stderr);
-    assert.match(denied.stderr, new RegExp(`denied read on key leader-run/${name}/lease to user "bob"`));
+    assert.match(denied.stderr, new RegExp(`denied read on key leader-run/${name}/lease to user \\\\?"bob\\\\?"`));
     assert.ok(!denied.stderr.includes("bob-secret") && !wrong.stderr.includes("nope"), "no password in the output");
 
     const anonymous = await runCli(["--lock", `etcd://${host}`, "--name", name, "--", "true"]);

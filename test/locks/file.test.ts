@@ -360,6 +360,24 @@ describe("dead-holder detection", () => {
   const leaderRunOf = async (dir: string) =>
     (JSON.parse(await readFile(join(dir, "job"), "utf8")) as { leaderRun: Record<string, unknown> }).leaderRun;
 
+  test("a write on behalf of the holder (step-down's hand-over request) keeps the holder's process facts", async () => {
+    // Otherwise the file names the short-lived step-down process as the holder's process, and once it
+    // exits a standby on this host takes over while the leader's child is still stopping.
+    const dir = freshDir();
+    const leader = new FileLock({ name: "job", identity: "a", dir });
+    await leader.create(record("a", 5));
+    await leader.setGuardedProcessGroup(4242);
+    const before = await leaderRunOf(dir);
+    const requester = new FileLock({ name: "job", identity: "step-down-b", dir });
+    const { record: current } = await requester.get();
+    await requester.update({ ...current, preferredHolder: "step-down-b" });
+    const after = JSON.parse(await readFile(join(dir, "job"), "utf8")) as Record<string, unknown>;
+    assert.equal(after.preferredHolder, "step-down-b");
+    assert.deepEqual(after.leaderRun, before, "the leader's pid, writer and child group stay");
+    await requester.close();
+    await leader.close();
+  });
+
   test("setGuardedProcessGroup writes the group into our current record at once, changing nothing else", async () => {
     const dir = freshDir();
     const lock = new FileLock({ name: "job", identity: "a", dir });

@@ -268,7 +268,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
         }
         if (current !== expected) throw new ConflictError(`lease file ${this.path} changed since this process last read it`);
         if (record.holderIdentity === this.id) await this.checkOwnIdentity(current);
-        const content = await this.encode(record);
+        const content = await this.encodeUpdate(record, current);
         await this.commit(content, mutex, signal, "rename");
         this.wrote(record, content);
       });
@@ -344,6 +344,27 @@ export class FileLock implements ResourceLock, ProcessGuard {
   private firstSeen(content: string | null): void {
     if (content === null) this.seen = undefined;
     else if (this.seen?.content !== content) this.seen = { content, since: this.clock.now() };
+  }
+
+  /**
+   * A write on behalf of another holder (`leader-run step-down` adding its hand-over request) keeps
+   * that holder's process facts: the liveness check must still see the leader, its child's group and
+   * its guard, not the short-lived process that wrote the request, or a standby would take over as
+   * soon as that process exits while the old child is still stopping.
+   */
+  private async encodeUpdate(record: LeaderElectionRecord, current: string): Promise<string> {
+    if (record.holderIdentity !== "" && record.holderIdentity !== this.id) {
+      let previous: LeaseFile | undefined;
+      try {
+        previous = decodeLeaseFile(current);
+      } catch {
+        previous = undefined;
+      }
+      if (previous?.holder && previous.record.holderIdentity === record.holderIdentity) {
+        return encodeLeaseFile(record, previous.holder);
+      }
+    }
+    return this.encode(record);
   }
 
   private async encode(record: LeaderElectionRecord): Promise<string> {
