@@ -23,7 +23,12 @@ describe("documented commands: extraction", () => {
 });
 
 describe("documented commands: substitution", () => {
-  const backends = { redis: { port: 6390, password: "secret" }, kubeconfig: "/k/config" };
+  const backends = {
+    redis: { port: 6390, password: "secret" },
+    kubeconfig: "/k/config",
+    etcd: { endpoints: ["127.0.0.1:2400"], user: "app", password: "pw" },
+    postgres: { port: 5440, password: "pgpw" },
+  };
 
   test("a command naming no lock gets a sandboxed file lock through the environment, text unchanged", () => {
     const s = substitute("leader-run --no-wait -- ./backup.sh", "/sb", backends);
@@ -51,5 +56,25 @@ describe("documented commands: substitution", () => {
     assert.equal(s.text, "leader-run --lock k8s: --name n -- ./r.sh");
     assert.deepEqual(s.env, { KUBECONFIG: "/k/config" });
     assert.deepEqual(s.needs, ["kubernetes"]);
+  });
+
+  test("etcd hosts become the test member(s) and the docs' password placeholder the test user's password", () => {
+    const s = substitute("LEADER_RUN_ETCD_PASSWORD=… leader-run --lock etcd://app@10.0.0.1:2379,10.0.0.2:2379/p -- ./worker", "/sb", backends);
+    assert.equal(s.text, "LEADER_RUN_ETCD_PASSWORD=pw leader-run --lock etcd://app@127.0.0.1:2400,127.0.0.1:2400/p -- ./worker");
+    assert.deepEqual(s.needs, ["etcd"]);
+    const ctl = substitute("etcdctl get --prefix leader-run/", "/sb", backends);
+    assert.equal(ctl.text, "etcdctl get --prefix leader-run/");
+    assert.equal(ctl.env.ETCDCTL_ENDPOINTS, "http://127.0.0.1:2400");
+    assert.equal(ctl.env.ETCDCTL_USER, "app:pw");
+  });
+
+  test("a postgres:// host and psql -h become the test server; the password comes through PGPASSWORD", () => {
+    const s = substitute("leader-run status --lock postgres://jobs@db.internal/app --name nightly", "/sb", backends);
+    assert.equal(s.text, "leader-run status --lock postgres://jobs@127.0.0.1:5440/app --name nightly");
+    assert.deepEqual(s.env, { PGPASSWORD: "pgpw" });
+    assert.deepEqual(s.needs, ["postgres"]);
+    const p = substitute("psql -h db.internal -U jobs app -c 'table leader_run_leases'", "/sb", backends);
+    assert.equal(p.text, "psql -h 127.0.0.1 -p 5440 -U jobs app -c 'table leader_run_leases'");
+    assert.deepEqual(p.needs, ["postgres"]);
   });
 });

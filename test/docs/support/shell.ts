@@ -63,7 +63,13 @@ export interface Backends {
   redis?: { port: number; password: string };
   /** A kubeconfig for the test Lease API server, standing for the cluster of `k8s:`/`kubernetes:` locks. */
   kubeconfig?: string;
+  /** etcd standing for every host of the docs' `etcd://` URLs and `etcdctl`; `user` logs in with `password`. */
+  etcd?: { endpoints: string[]; user: string; password: string };
+  /** PostgreSQL standing for the docs' database host; `password` is the password of the docs' role. */
+  postgres?: { port: number; password: string };
 }
+
+export type Need = "redis" | "kubernetes" | "etcd" | "postgres";
 
 export interface Substituted {
   /** The command to run. */
@@ -71,18 +77,29 @@ export interface Substituted {
   env: Record<string, string>;
   /** Human-readable list of what was changed, for messages. */
   changes: string[];
-  /** A backend the command needs that is not available (e.g. `redis`). */
-  needs: Array<"redis" | "kubernetes">;
+  /** The servers the command needs (whether or not `backends` has them). */
+  needs: Need[];
 }
 
 const DOC_REDIS_HOST = /(redis(?:\+[a-z]+)?s?:\/\/(?:[^@\s'"/?]*@)?)([A-Za-z0-9.-]+(?::\d+)?)/g;
 const DOC_SECRET_FILE = /password_file=([^&\s'"]+)/g;
 const FILE_LOCK = /\bfile:(\/[^\s'"]*)/g;
+const ETCD_URL = /(etcds?:\/\/(?:[^@\s'"/?]*@)?)([A-Za-z0-9.:,-]+)/g;
+const ETCD_PASSWORD_ENV = /\bLEADER_RUN_ETCD_PASSWORD=(?:'[^']*'|"[^"]*"|[^\s'"]+)/g;
+const ETCDCTL = /(^|[\s;&|(])etcdctl\s/;
+const ETCDCTL_ENDPOINTS = /(--endpoints[=\s])([^\s'"]+)/g;
+const POSTGRES_URL = /(postgres(?:ql)?:\/\/(?:[^@\s'"/?]*@)?)([A-Za-z0-9.-]+(?::\d+)?)/g;
+const PSQL = /(^|[\s;&|(])psql\s/;
+const PSQL_HOST = /(\bpsql\b[^;&|]*?\s)(?:-h\s*|--host[=\s])([^\s'"]+)/g;
 
 /**
  * Only the lease's location changes: a `file:/path` lock moves under the sandbox; a Redis URL's host
  * becomes the test server (a `password_file=` path, a file with its password); a Kubernetes lock gets
- * the test API server through KUBECONFIG; a command that names no lock gets LEADER_RUN_LOCK=file:<sandbox>.
+ * the test API server through KUBECONFIG; the hosts of an `etcd://` URL (and `etcdctl`'s endpoints)
+ * become the test etcd, whose user logs in with the `LEADER_RUN_ETCD_PASSWORD=` the docs leave as a
+ * placeholder; a `postgres://` URL's host and `psql -h host` become the test PostgreSQL, with the
+ * role's password in PGPASSWORD (where the docs say it comes from); a command that names no lock gets
+ * LEADER_RUN_LOCK=file:<sandbox>.
  */
 export function substitute(text: string, sandbox: string, backends: Backends): Substituted {
   const changes: string[] = [];
@@ -118,6 +135,49 @@ export function substitute(text: string, sandbox: string, backends: Backends): S
     if (backends.kubeconfig) {
       env.KUBECONFIG = backends.kubeconfig;
       changes.push("KUBECONFIG=the test Lease API server");
+    }
+  }
+  if (/etcds?:\/\//.test(out) || ETCDCTL.test(out)) {
+    needs.push("etcd");
+    if (backends.etcd) {
+      const { endpoints, user, password } = backends.etcd;
+      // Each host of a several-endpoint URL becomes a local member, in turn (all the same one when there is one).
+      const local = (hosts: string): string => hosts.split(",").map((_h, i) => endpoints[i % endpoints.length] as string).join(",");
+      out = out.replace(ETCD_URL, (_all, prefix: string, hosts: string) => {
+        changes.push(`${hosts} → ${local(hosts)}`);
+        return `${prefix}${local(hosts)}`;
+      });
+      out = out.replace(ETCD_PASSWORD_ENV, () => {
+        changes.push(`LEADER_RUN_ETCD_PASSWORD=the test user's password`);
+        return `LEADER_RUN_ETCD_PASSWORD=${password}`;
+      });
+      if (ETCDCTL.test(out)) {
+        out = out.replace(ETCDCTL_ENDPOINTS, (_all, flag: string, hosts: string) => {
+          changes.push(`etcdctl ${hosts} → ${local(hosts)}`);
+          return `${flag}${local(hosts)}`;
+        });
+        env.ETCDCTL_API = "3";
+        env.ETCDCTL_ENDPOINTS = endpoints.map((e) => `http://${e}`).join(",");
+        env.ETCDCTL_USER = `${user}:${password}`;
+        changes.push("ETCDCTL_ENDPOINTS and ETCDCTL_USER=the test etcd");
+      }
+    }
+  }
+  if (/postgres(?:ql)?:\/\//.test(out) || PSQL.test(out)) {
+    needs.push("postgres");
+    if (backends.postgres) {
+      const { port, password } = backends.postgres;
+      out = out.replace(POSTGRES_URL, (_all, prefix: string, host: string) => {
+        changes.push(`${host} → 127.0.0.1:${port}`);
+        return `${prefix}127.0.0.1:${port}`;
+      });
+      out = out.replace(PSQL_HOST, (_all, before: string, host: string) => {
+        changes.push(`psql -h ${host} → -h 127.0.0.1 -p ${port}`);
+        return `${before}-h 127.0.0.1 -p ${port}`;
+      });
+      // What the docs' ~/.pgpass or PGPASSWORD holds on the user's machine.
+      env.PGPASSWORD = password;
+      changes.push("PGPASSWORD=the test role's password");
     }
   }
   if (!namesLock) {
