@@ -1,10 +1,16 @@
 import { DEFAULT_ETCD_PREFIX, etcdBackend, etcdCapabilities, etcdLeaseKeys } from "../../src/locks/etcd/index.js";
-import { parseLockUrl } from "../../src/locks/url.js";
+import { parseLockUrl, type EtcdLockSpec } from "../../src/locks/url.js";
 import { hasEtcd, startEtcd, type EtcdCluster } from "../support/etcd-server.js";
 import { conformance } from "./conformance.js";
 
 let cluster: EtcdCluster | undefined;
 let frozen = false;
+
+function spec(url: string): EtcdLockSpec {
+  const s = parseLockUrl(url);
+  if (s.kind !== "etcd") throw new Error(`not a etcd URL: ${url}`);
+  return s;
+}
 
 conformance({
   title: "etcd (single member)",
@@ -19,7 +25,7 @@ conformance({
   },
   open(name, identity, timing) {
     const url = cluster?.url ?? "";
-    return etcdBackend.open(parseLockUrl(url), { name, identity, ...timing, env: {} });
+    return etcdBackend.open(spec(url), { name, identity, ...timing, env: {} });
   },
   // SIGSTOP of every member: connections stay open, the kernel buffers requests, nothing answers.
   async freeze() {

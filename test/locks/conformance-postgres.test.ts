@@ -1,10 +1,16 @@
 import { postgresBackend, postgresCapabilities } from "../../src/locks/postgres/index.js";
-import { parseLockUrl } from "../../src/locks/url.js";
+import { parseLockUrl, type PostgresLockSpec } from "../../src/locks/url.js";
 import { PG_BIN, startPostgres, type PgServer } from "../support/postgres-server.js";
 import { conformance } from "./conformance.js";
 
 let server: PgServer | undefined;
 let frozen = false;
+
+function spec(url: string): PostgresLockSpec {
+  const s = parseLockUrl(url);
+  if (s.kind !== "postgres") throw new Error(`not a postgres URL: ${url}`);
+  return s;
+}
 
 conformance({
   title: "postgres (single server)",
@@ -19,7 +25,7 @@ conformance({
   },
   open(name, identity, timing) {
     const url = server?.url ?? "";
-    return postgresBackend.open(parseLockUrl(url), { name, identity, ...timing, env: {} });
+    return postgresBackend.open(spec(url), { name, identity, ...timing, env: {} });
   },
   // SIGSTOP of the postmaster and every backend: connections stay open, nothing answers.
   async freeze() {
