@@ -1,5 +1,5 @@
 // The long fault campaign (issue #9): run by hand, figures go into docs/safety.md.
-//   npm run fault -- --backend file|redis --faults 150 --seed N [--candidates 3] [--kinds a,b]
+//   npm run fault -- --backend file|redis|etcd|postgres --faults 150 --seed N [--candidates 3] [--kinds a,b]
 //                    [--include-unguardable] [--sample-every 5] [--json out.json] [--write-docs]
 // `npm run fault` builds dist/ first. Exit 0 when the run shows no overlap (the unguardable faults'
 // overlaps are reported, not counted), no token regression, no leftover and a leader again after every
@@ -11,7 +11,7 @@ import { BACKENDS } from "../test/fault/backends.js";
 import { CampaignUsageError, ROOT, runCampaign, type CampaignResult } from "../test/fault/campaign.js";
 import { campaignHeader, expectedOverlaps, failureDetails, summaryTable } from "../test/fault/report.js";
 
-const usage = "usage: npm run fault -- --backend file|redis --faults 150 --seed N [--candidates 3] [--kinds k1,k2] [--include-unguardable] [--sample-every 5] [--json out.json] [--write-docs]";
+const usage = "usage: npm run fault -- --backend file|redis|etcd|postgres --faults 150 --seed N [--candidates 3] [--kinds k1,k2] [--include-unguardable] [--sample-every 5] [--json out.json] [--write-docs]";
 let values: ReturnType<typeof parse>;
 function parse() {
   return parseArgs({

@@ -1,7 +1,7 @@
 /**
  * The short fault campaign of CI (issue #9): a seeded sequence of faults against three real
- * leader-run candidates per lease, on the file lock and on Redis at the same time, watched by an
- * independent /proc sampler. Asserts the product's promise: never two live copies of the command,
+ * leader-run candidates per lease, on the file lock, Redis, etcd and PostgreSQL at the same time
+ * (about 140 s wall for all four on 2 cores), watched by an independent /proc sampler. Asserts the product's promise: never two live copies of the command,
  * fencing tokens that only increase, nothing left behind, and a leader again after every fault.
  *
  * FAULT_SEED and FAULT_CI_FAULTS override the seed and the number of faults per backend; a failure
@@ -10,12 +10,12 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { fileBackend, redisBackend, type BackendAdapter } from "./backends.js";
+import { etcdBackend, fileBackend, postgresBackend, redisBackend, type BackendAdapter } from "./backends.js";
 import { runCampaign } from "./campaign.js";
 import { campaignHeader, failureDetails, summaryTable } from "./report.js";
 
 const SEED = Number(process.env.FAULT_SEED ?? 20260914);
-// 12 draws cover every kind at least once on both backends (8 process kinds, + 3 for Redis).
+// 12 draws per backend (8 process kinds, + 3 for Redis, 2 for etcd, 3 for PostgreSQL).
 const FAULTS = Number(process.env.FAULT_CI_FAULTS ?? 12);
 
 async function campaign(t: { diagnostic(message: string): void; skip(message: string): void }, backend: BackendAdapter): Promise<void> {
@@ -37,4 +37,6 @@ async function campaign(t: { diagnostic(message: string): void; skip(message: st
 describe("fault campaign (issue #9: at most one copy under faults)", { concurrency: true }, () => {
   test("file lock", { timeout: 170_000 }, (t) => campaign(t, fileBackend));
   test("Redis", { timeout: 170_000 }, (t) => campaign(t, redisBackend));
+  test("etcd", { timeout: 170_000 }, (t) => campaign(t, etcdBackend));
+  test("PostgreSQL", { timeout: 170_000 }, (t) => campaign(t, postgresBackend));
 });
