@@ -69,7 +69,11 @@ describe("FileLock basics", () => {
   test("the lock directory is created with mode 0700", async () => {
     const dir = join(freshDir(), "nested");
     const lock = new FileLock({ name: "job", identity: "a", dir });
+    // Reading creates nothing (a mistyped `status --lock file:` must not leave directories behind)…
     await assert.rejects(lock.get(), NotFoundError);
+    await assert.rejects(lstat(dir), /ENOENT/);
+    // …the first write does.
+    await lock.create(record("a"));
     assert.equal((await lstat(dir)).mode & 0o777, 0o700);
   });
 
@@ -81,8 +85,9 @@ describe("FileLock basics", () => {
 
   test("get and update reject with NotFoundError when the lease file is missing", async () => {
     const lock = new FileLock({ name: "job", identity: "a", dir: freshDir() });
-    await assert.rejects(lock.get(), (err: Error) => err instanceof NotFoundError && err.message.includes("job"));
+    await assert.rejects(lock.get(), (err: Error) => err instanceof NotFoundError && err.message.includes("does not exist"));
     await assert.rejects(lock.update(record("a")), NotFoundError);
+    await assert.rejects(lock.get(), (err: Error) => err instanceof NotFoundError && err.message.includes("job"));
   });
 
   test("update is a compare-and-swap: it fails with ConflictError after another instance wrote", async () => {
@@ -211,7 +216,7 @@ describe("corrupt lease files", () => {
     const dir = freshDir();
     const clock = new FakeClock();
     const lock = new FileLock({ name: "job", identity: "a", dir, clock, leaseDurationMs: 15_000 });
-    await lock.get().catch(() => undefined); // creates the directory
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     const truncated = '{\n  "holderIdentity": "old",\n  "leaseDurationSeconds": 15,\n  "leaderTransitions": 7,\n  "acq';
     await writeFile(join(dir, "job"), truncated, { mode: 0o644 });
 
@@ -245,7 +250,7 @@ describe("corrupt lease files", () => {
   test("wrong types and an empty file are reported as corrupt", async () => {
     const dir = freshDir();
     const lock = new FileLock({ name: "job", identity: "a", dir, clock: new FakeClock() });
-    await lock.get().catch(() => undefined);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     const cases: Array<[string, RegExp]> = [
       ["", /empty/],
       ['{"holderIdentity": 5}', /holderIdentity must be a string/],
