@@ -12,6 +12,9 @@ import { BIN, LeaderRunProcess, assertBuilt, delay, isRunning, waitFor, type Log
 import { createTablesSql, parseTableName } from "../../src/locks/postgres/index.js";
 import { PG_BIN, requirePostgres, startPostgres, type PgServer } from "../support/postgres-server.js";
 
+/** Errors are JSON lines under --log-format json: compare their text with quotes unescaped. */
+const unescaped = (text: string): string => text.replace(/\\"/g, '"');
+
 let server: PgServer | undefined;
 const procs: LeaderRunProcess[] = [];
 let seq = 0;
@@ -188,10 +191,10 @@ describe("leader-run --lock postgres:// (real processes)", () => {
     await srv().psql(`GRANT SELECT ON ${table}, ${table}_terms TO leader_run_job`);
     const denied = run("denied", ["--lock", srv().jobUrl.replace(/:[^:@/]+@/, "@"), "--pg-table", table, "--name", leaseName(), "--", "true"], { PGPASSWORD: srv().jobPassword });
     assert.equal(await denied.exitCode(), 69, denied.stderr);
-    assert.match(denied.stderr, new RegExp(`may not INSERT ${table}`));
+    assert.match(unescaped(denied.stderr), new RegExp(`may not INSERT ${table}`));
     const wrong = run("wrong", ["--name", leaseName(), "--", "true"], { LEADER_RUN_LOCK: srv().url.replace(srv().superPassword, "not-the-password") });
     assert.equal(await wrong.exitCode(), 69, wrong.stderr);
-    assert.match(wrong.stderr, /rejected role "postgres"/);
+    assert.match(unescaped(wrong.stderr), /rejected role "postgres"/);
     for (const p of [denied, wrong]) {
       assert.ok(!p.stderr.includes(srv().jobPassword) && !p.stderr.includes("not-the-password"), p.stderr);
       assert.equal(p.logs().filter((l: LogLine) => l.level === "error").length + (p.stderr.match(/^leader-run:/gm)?.length ?? 0), 1, p.stderr);
@@ -214,10 +217,10 @@ describe("leader-run --lock postgres:// settings from the libpq environment", ()
     assert.equal(ok.stdout.trim(), url);
     const bad = run("bad-ca", ["--lock", url, "--name", leaseName(), "--no-wait", "--", "true"], { ...env, PGSSLROOTCERT: s.otherCaFile ?? "" });
     assert.equal(await bad.exitCode(), 69, bad.stderr);
-    assert.match(bad.stderr, /TLS to PostgreSQL at localhost:\d+\/postgres failed/);
+    assert.match(unescaped(bad.stderr), /TLS to PostgreSQL at localhost:\d+\/postgres failed/);
     const plain = run("plain", ["--lock", url, "--name", leaseName(), "--no-wait", "--", "true"], { PGPASSFILE: "/nonexistent" });
     assert.equal(await plain.exitCode(), 69, plain.stderr);
-    assert.match(plain.stderr, /asks role "postgres" for a password but none is set/);
+    assert.match(unescaped(plain.stderr), /asks role "postgres" for a password but none is set/);
   });
 });
 
