@@ -35,8 +35,8 @@ async function campaign(t: { diagnostic(message: string): void; skip(message: st
 }
 
 describe("fault campaign (issue #9: at most one copy under faults)", { concurrency: true }, () => {
-  test("file lock", { timeout: 170_000 }, (t) => campaign(t, fileBackend));
-  test("Redis", { timeout: 170_000 }, (t) => campaign(t, redisBackend));
-  test("etcd", { timeout: 170_000 }, (t) => campaign(t, etcdBackend));
-  test("PostgreSQL", { timeout: 170_000 }, (t) => campaign(t, postgresBackend));
+  test("file lock", { timeout: 400_000 }, (t) => campaign(t, fileBackend));
+  test("Redis", { timeout: 400_000 }, (t) => campaign(t, redisBackend));
+  test("etcd", { timeout: 400_000 }, (t) => campaign(t, etcdBackend));
+  test("PostgreSQL", { timeout: 400_000 }, (t) => campaign(t, postgresBackend));
 });
