@@ -222,6 +222,10 @@ export class ChildControl {
       });
       const onLeadershipEnd = (): void => {
         const reason = leading.reason instanceof LeadershipEndedError ? leading.reason.reason : "cancelled";
+        // We send the kill signal ourselves now: the guard keeps only its SIGKILL deadline, so the
+        // command does not get the signal twice (a second SIGTERM means "force quit" to many programs,
+        // and it hits whatever the command is running in its signal handler).
+        if (this.deadlines !== undefined) this.guard.extend({ signalAt: this.deadlines.killAt, killAt: this.deadlines.killAt });
         // A stop that starts late (after a pause) gets only the grace still safe, down to SIGKILL now.
         void child.stop(`leadership ended (${reason})`, { graceMs: this.graceNow() });
       };

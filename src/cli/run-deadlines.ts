@@ -15,6 +15,9 @@ export interface LeaseDeadlines extends GuardDeadline {
 /** The least time before `successorEarliest` the group must already be SIGKILLed (kill, exit, a late timer). */
 export const KILL_MARGIN_MS = 200;
 
+/** How long after leader-run's own stop the guard sends the kill signal if nobody extended it. */
+export const GUARD_SIGNAL_SLACK_MS = 250;
+
 /**
  * The margin actually kept: at least KILL_MARGIN_MS, and at least the election core's allowance for
  * clock-rate differences between hosts (term.ts: 2% of the lease), so the CLI never aims closer to the
@@ -39,7 +42,9 @@ export function leaseDeadlines(sentAt: number, t: DeadlineTimings): LeaseDeadlin
   const effectiveLeaseMs = Math.floor(t.leaseDurationMs / 1000) * 1000;
   const successorEarliest = sentAt + effectiveLeaseMs;
   const killAt = Math.min(sentAt + t.renewDeadlineMs + t.killGraceMs, successorEarliest - killMarginMs(effectiveLeaseMs));
-  const signalAt = Math.min(sentAt + t.renewDeadlineMs, killAt);
+  // The guard is the backstop: a healthy leader-run sends the kill signal itself at sentAt + RD, so the
+  // guard's comes a little later (never after its SIGKILL), and the command does not get it twice.
+  const signalAt = Math.min(sentAt + t.renewDeadlineMs + GUARD_SIGNAL_SLACK_MS, killAt);
   return { signalAt, killAt, successorEarliest, marginMs: killMarginMs(effectiveLeaseMs) };
 }
 

@@ -1,13 +1,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { KILL_MARGIN_MS, leaseDeadlines, safeGraceMs } from "../../src/cli/run-deadlines.js";
+import { GUARD_SIGNAL_SLACK_MS, KILL_MARGIN_MS, leaseDeadlines, safeGraceMs } from "../../src/cli/run-deadlines.js";
 
 const timings = { leaseDurationMs: 3000, renewDeadlineMs: 2000, killGraceMs: 500 };
 
 describe("lease deadlines for the guard", () => {
-  test("signal at sentAt + RD, SIGKILL after the grace", () => {
+  test("signal a little after sentAt + RD (leader-run signals first), SIGKILL after the grace", () => {
     const d = leaseDeadlines(1000, timings);
-    assert.deepEqual(d, { signalAt: 3000, killAt: 3500, successorEarliest: 4000, marginMs: KILL_MARGIN_MS });
+    assert.deepEqual(d, { signalAt: 3000 + GUARD_SIGNAL_SLACK_MS, killAt: 3500, successorEarliest: 4000, marginMs: KILL_MARGIN_MS });
   });
 
   test("followers count whole seconds of lease duration: SIGKILL comes before the truncated lease ends", () => {
