@@ -5,6 +5,8 @@ import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import { hasRedis, RedisServer } from "../test/support/redis-server.js";
 import { startLeaseApiServer } from "../test/support/lease-api-server.js";
+import { hasEtcd, startEtcd } from "../test/support/etcd-server.js";
+import { PG_BIN, startPostgres } from "../test/support/postgres-server.js";
 
 export interface StartedBackend {
   /** `--lock …` and any backend options. */
@@ -54,6 +56,47 @@ export const BACKENDS: BenchBackend[] = [
           : undefined,
         // INFO itself is a command: do not count our own probes.
         operations: async () => (await info()) - infoCalls++,
+        stop: () => server.stop(),
+      };
+    },
+  },
+  {
+    name: "etcd",
+    unavailable: () => (hasEtcd() ? undefined : "etcd/etcdctl not installed"),
+    async start() {
+      const cluster = await startEtcd();
+      // gRPC calls the server has completed, from its Prometheus endpoint (plain HTTP, so our own
+      // probe is not counted).
+      const handled = async (): Promise<number> => {
+        const text = await (await fetch(`http://${cluster.endpoints[0]}/metrics`)).text();
+        let total = 0;
+        for (const m of text.matchAll(/^grpc_server_handled_total\{[^}]*\} (\S+)$/gm)) total += Number(m[1]);
+        return total;
+      };
+      return {
+        lockArgs: ["--lock", cluster.url],
+        operations: handled,
+        stop: () => cluster.stop(),
+      };
+    },
+  },
+  {
+    name: "postgres",
+    unavailable: () => (PG_BIN === undefined ? "PostgreSQL server binaries not found" : undefined),
+    async start() {
+      const server = await startPostgres();
+      let probes = 0;
+      // Transactions of the database (each lock operation is one). The statistics are flushed about
+      // once a second, so over the bench's multi-second window this is close, not exact.
+      const transactions = async (): Promise<number> => {
+        const [row] = await server.psql("SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = 'postgres'");
+        return Number(row?.n) - probes++;
+      };
+      return {
+        // The password through the environment, as a user would, rather than in the URL.
+        lockArgs: ["--lock", `postgres://postgres@127.0.0.1:${server.port}/postgres`],
+        env: { PGPASSWORD: server.superPassword },
+        operations: transactions,
         stop: () => server.stop(),
       };
     },
