@@ -1,8 +1,7 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from "node:fs";
 import { delimiter, join, resolve } from "node:path";
 import { Duplex } from "node:stream";
-import type { Result } from "execa";
 import type { ChildEvent } from "./events.js";
 import { groupHasLiveMembers, killGroup, signalNumber } from "./process-group.js";
 import { GuardUnavailableError, sharedGuard, type Guard } from "./guard.js";
@@ -154,22 +153,6 @@ const POLL_MS = 50;
 const DEFAULT_REAP_TIMEOUT_MS = 5000;
 
 /** The exit a shell would report: 128+N for a child killed by signal N. */
-let execaModule: Promise<typeof import("execa")> | undefined;
-
-/**
- * execa is a large module tree: it loads on the first start (or on `warmUp()`), so importing this
- * module for `checkCommand` before campaigning costs nothing, and a cron standby that finds the lease
- * taken exits without ever loading it.
- */
-function loadExeca(): Promise<typeof import("execa")> {
-  return (execaModule ??= import("execa"));
-}
-
-/** Starts loading what startChild needs, e.g. while campaigning. */
-export function warmUp(): void {
-  loadExeca().catch(() => undefined);
-}
-
 export function toChildExit(code: number | null, signal: NodeJS.Signals | null): ChildExit {
   if (signal !== null) return { code, signal, exitCode: 128 + signalNumber(signal) };
   // Neither code nor signal cannot happen for a reaped process; report a generic failure, never 0.
@@ -192,37 +175,40 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
   // The guard must exist before the child does, so no moment exists in which our death orphans it.
   await guard?.start();
 
-  const { execa } = await loadExeca();
-  const subprocess = execa(SHELL, ["-c", ...gateScript(argv, options.env, options.killSignal)], {
-    stdio: ["inherit", "inherit", "inherit", "pipe"],
-    detached: true,
-    env: options.env,
-    extendEnv: false,
-    cwd: options.cwd,
-    reject: false,
-    // We stop the whole group ourselves; execa would signal only the leader.
-    cleanup: false,
-    forceKillAfterDelay: false,
-    buffer: false,
-  });
+  // Plain node:child_process rather than a wrapper library: it is loaded already, while execa cost
+  // 140-190 ms and 16 MiB RSS of start-up (docs/performance.md). We stop the whole group ourselves.
+  let child: ChildProcess;
+  try {
+    child = spawn(SHELL, ["-c", ...gateScript(argv, options.env, options.killSignal)], {
+      stdio: ["inherit", "inherit", "inherit", "pipe"],
+      detached: true,
+      env: options.env,
+      cwd: options.cwd,
+    });
+  } catch (error) {
+    // Synchronous failures (a bad cwd type, an env value with a NUL byte) are spawn failures too.
+    throw spawnError(error);
+  }
+  const exited = childExit(child);
 
-  const pid = subprocess.pid;
+  const pid = child.pid;
   if (pid === undefined) {
-    const result = await subprocess;
-    throw spawnError(result);
+    // libuv reports a failed fork/exec as an 'error' event on the next tick, with no pid.
+    const outcome = await exited;
+    throw spawnError(outcome.error);
   }
   try {
     await guard?.watch(pid, options.killSignal, options.killGraceMs);
   } catch (error) {
     // Fail-closed: the gate has not opened, so the command never ran.
     killGroup(pid, "SIGKILL");
-    await subprocess;
+    await exited;
     guard?.unwatch(pid);
     throw error instanceof GuardUnavailableError ? error : new GuardUnavailableError(String(error), { cause: error });
   }
   // Only now may the command run: from here on the guard stops its group by the deadline, or at once
   // if we die.
-  const gate: unknown = subprocess.stdio[3];
+  const gate: unknown = child.stdio[3];
   if (!(gate instanceof Duplex)) {
     killGroup(pid, "SIGKILL");
     throw new Error("startChild: the gate pipe to the child is missing");
@@ -239,7 +225,29 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
     return new Supervised(pid, subprocess, options, guard);
   }
   gate.end("go\n");
-  return new Supervised(pid, subprocess, options, guard);
+  return new Supervised(pid, exited, options, guard);
+}
+
+interface Outcome {
+  exit: ChildExit;
+  /** Set when the process could not be spawned (then there is no pid and no exit status). */
+  error?: unknown;
+}
+
+/**
+ * Resolves once the process was reaped ('exit'), or failed to spawn ('error' without a pid). Never
+ * rejects. 'exit' rather than 'close': the child's stdio is inherited, and the gate pipe is ours to
+ * end, so nothing else is worth waiting for and the exit is seen as soon as the kernel reports it.
+ */
+function childExit(child: ChildProcess): Promise<Outcome> {
+  return new Promise((resolve) => {
+    child.once("exit", (code, signal) => resolve({ exit: toChildExit(code, signal) }));
+    child.once("error", (error) => {
+      // After a successful spawn, 'error' means only that a signal could not be delivered; the exit
+      // still comes. Without a pid nothing ran and no exit will follow.
+      if (child.pid === undefined) resolve({ exit: { code: null, signal: null, exitCode: 1 }, error });
+    });
+  });
 }
 
 /** The `sh -c` script and its arguments: wait for "go" on fd 3, then exec `argv` with `env` as given. */
@@ -284,17 +292,13 @@ class Supervised implements ChildHandle {
 
   constructor(
     readonly pid: number,
-    subprocess: PromiseLike<Result>,
+    exited: Promise<Outcome>,
     private readonly options: StartChildOptions,
     private readonly guard: Guard | undefined,
   ) {
     this.pgid = pid;
     options.log?.({ type: "child_started", pid, pgid: pid, shell: options.shell });
-    this.exited = Promise.resolve(subprocess).then(
-      (result) => this.onExit(toChildExit(result.exitCode ?? null, (result.signal as NodeJS.Signals | undefined) ?? null)),
-      // reject: false means execa never rejects; if it ever does, the child is still gone.
-      () => this.onExit({ code: null, signal: null, exitCode: 1 }),
-    );
+    this.exited = exited.then((outcome) => this.onExit(outcome.exit));
   }
 
   signal(signal: NodeJS.Signals): boolean {
@@ -385,11 +389,12 @@ class Supervised implements ChildHandle {
 }
 
 /** /bin/sh itself could not be started (every command starts through it, see the gate above). */
-function spawnError(result: Result): ChildSpawnError {
-  const errno = typeof result.code === "string" ? result.code : undefined;
+function spawnError(error: unknown): ChildSpawnError {
+  const code: unknown = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+  const errno = typeof code === "string" ? code : undefined;
   const reason = errno === "ENOENT" ? "not_found" : errno === "EACCES" ? "not_executable" : "spawn_failed";
   return new ChildSpawnError(`cannot run ${SHELL}, which starts every command (${errno ?? "unknown error"}): install a POSIX shell`, reason, errno, {
-    cause: result.cause,
+    cause: error,
   });
 }
 

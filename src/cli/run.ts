@@ -30,7 +30,7 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
   if (options.nameDerived) log.info("lease_name", {}, `lease name "${options.name}" (derived from the command; set --name to choose one)`);
 
   // Refuse a command that cannot run before waiting for the lease (a typo must not wait an hour to
-  // say 127). The supervisor module is small; execa, which it loads lazily, is not loaded by this.
+  // say 127).
   let loading: Promise<typeof import("../child/supervisor.js")> | undefined;
   const supervisor: SupervisorLoader = () => (loading ??= import("../child/supervisor.js"));
   const loaded = await supervisor();
@@ -39,9 +39,6 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
     log.error("child_failed", {}, `${problem.message}; not campaigning`);
     return problem.exitCode;
   }
-  // With --no-wait, execa loads only once we lead, so a cron standby that finds the lease taken exits
-  // without it; otherwise while we campaign.
-  if (!options.noWait) loaded.warmUp();
 
   const { lock, processGuard } = await openLock(options.lock, {
     name: options.name,
