@@ -418,7 +418,7 @@ async function load(backends: BenchBackend[]): Promise<void> {
         for (let i = 0; i < n; i++) all.push(startCandidate(started, lease));
         try {
           await until("a leader", () => all.find((c) => stampsOf(c).length > 0), 60_000);
-          await until("every standby to campaign", () => all.every((c) => stampsOf(c).length > 0 || isStandby(c)), 120_000);
+          await until("every standby to campaign", () => all.every((c) => stampsOf(c).length > 0 || isStandby(c)), Math.max(120_000, n * 6_000));
           await sleep(LD_MS);
           const windowMs = 2 * LD_MS;
           const before = await started.operations();

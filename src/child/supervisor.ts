@@ -222,7 +222,7 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
   if (options.mayStart !== undefined && !options.mayStart()) {
     options.log?.({ type: "killing", pgid: pid, signal: "SIGKILL", reason: "leadership ended before the command could start", graceMs: 0, escalation: true });
     killGroup(pid, "SIGKILL");
-    return new Supervised(pid, subprocess, options, guard);
+    return new Supervised(pid, exited, options, guard);
   }
   gate.end("go\n");
   return new Supervised(pid, exited, options, guard);
