@@ -6,7 +6,7 @@
 import { LeaderElector } from "../../src/election/elector.js";
 import type { ElectionEvent } from "../../src/election/events.js";
 import { openEtcdLock, type EtcdLock, type EtcdLockOptions } from "../../src/locks/etcd/index.js";
-import type { Interval, Ledger, Timings } from "../redis/harness.js";
+import { recordLeadership, type Interval, type Ledger, type Timings } from "../redis/harness.js";
 
 export { Ledger, delay, until } from "../redis/harness.js";
 export type { Timings } from "../redis/harness.js";
@@ -36,27 +36,15 @@ export class EtcdCandidate {
       ...this.lockOptions,
     });
     this.lock = lock;
-    const elector = new LeaderElector({
+    const elector: LeaderElector = new LeaderElector({
       lock,
       ...this.timings,
       releaseOnCancel: true,
       name: this.name,
       callbacks: {
-        onStartedLeading: (signal) => {
-          const interval = this.ledger.begin(this.id, elector.term(), lock.fencingToken());
+        onStartedLeading: recordLeadership(this.ledger, this.id, () => elector.term(), () => lock.fencingToken(), (interval) => {
           this.current = interval;
-          return new Promise<void>((resolve) => {
-            signal.addEventListener(
-              "abort",
-              () => {
-                interval.end = performance.now();
-                this.current = undefined;
-                resolve();
-              },
-              { once: true },
-            );
-          });
-        },
+        }),
         onStoppedLeading: () => undefined,
       },
       onEvent: (event) => this.events.push({ at: performance.now(), event }),

@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { LeaderElector } from "../../src/election/elector.js";
 import { openPostgresLock, type PostgresLock } from "../../src/locks/postgres/index.js";
-import { Ledger, delay, until, type Interval } from "../redis/harness.js";
+import { Ledger, delay, recordLeadership, until, type Interval } from "../redis/harness.js";
 import { PG_BIN, requirePostgres, startPostgres, type PgServer } from "../support/postgres-server.js";
 
 const TIMINGS = { leaseDuration: 3000, renewDeadline: 2000, retryPeriod: 300 };
@@ -39,27 +39,15 @@ class Candidate {
       env: {},
     });
     this.lock = lock;
-    const elector = new LeaderElector({
+    const elector: LeaderElector = new LeaderElector({
       lock,
       ...TIMINGS,
       releaseOnCancel: true,
       name: this.name,
       callbacks: {
-        onStartedLeading: (signal) => {
-          const interval = this.ledger.begin(this.id, elector.term(), lock.fencingToken());
+        onStartedLeading: recordLeadership(this.ledger, this.id, () => elector.term(), () => lock.fencingToken(), (interval) => {
           this.current = interval;
-          return new Promise<void>((resolve) => {
-            signal.addEventListener(
-              "abort",
-              () => {
-                interval.end = performance.now();
-                this.current = undefined;
-                resolve();
-              },
-              { once: true },
-            );
-          });
-        },
+        }),
         onStoppedLeading: () => undefined,
       },
     });

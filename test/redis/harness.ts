@@ -54,6 +54,34 @@ export class Ledger {
   }
 }
 
+/**
+ * onStartedLeading of the backend elector tests: records the term in the ledger from its start until
+ * its signal aborts, and reports the open interval (undefined once it ended) through `setCurrent`.
+ */
+export function recordLeadership(
+  ledger: Ledger,
+  id: string,
+  term: () => number | undefined,
+  token: () => number | undefined,
+  setCurrent: (interval: Interval | undefined) => void,
+): (signal: AbortSignal) => Promise<void> {
+  return (signal) => {
+    const interval = ledger.begin(id, term(), token());
+    setCurrent(interval);
+    return new Promise<void>((resolve) => {
+      signal.addEventListener(
+        "abort",
+        () => {
+          interval.end = performance.now();
+          setCurrent(undefined);
+          resolve();
+        },
+        { once: true },
+      );
+    });
+  };
+}
+
 export interface CandidateOptions {
   /** Loop `run` after losing (the CLI's `--on-lost campaign`). Default true. */
   campaignAgain?: boolean;
@@ -87,27 +115,15 @@ export class Candidate {
       ...this.options.lock,
     });
     this.lock = lock;
-    const elector = new LeaderElector({
+    const elector: LeaderElector = new LeaderElector({
       lock,
       ...this.timings,
       releaseOnCancel: this.options.releaseOnCancel ?? true,
       name: this.name,
       callbacks: {
-        onStartedLeading: (signal) => {
-          const interval = this.ledger.begin(this.id, elector.term(), lock.fencingToken());
+        onStartedLeading: recordLeadership(this.ledger, this.id, () => elector.term(), () => lock.fencingToken(), (interval) => {
           this.current = interval;
-          return new Promise<void>((resolve) => {
-            signal.addEventListener(
-              "abort",
-              () => {
-                interval.end = performance.now();
-                this.current = undefined;
-                resolve();
-              },
-              { once: true },
-            );
-          });
-        },
+        }),
         onStoppedLeading: () => undefined,
       },
       onEvent: (event) => this.events.push({ at: performance.now(), event }),
