@@ -196,9 +196,11 @@ export function conformance(target: ConformanceTarget): void {
       if (!ready(t)) return;
       const name = lease();
       const [a, b] = [await lock(name, "a"), await lock(name, "b")];
-      await a.create(rec("a", 1));
+      const created = new Date();
+      await a.create(rec("a", 1, created));
       await b.get();
-      await a.update(rec("a", 1));
+      // A renewal one millisecond later: an identical rewrite would be no change to detect.
+      await a.update(rec("a", 1, new Date(created.getTime() + 1)));
       const stale = await rejection(b.update(rec("b", 2)));
       assert.ok(stale instanceof ConflictError, String(stale));
       assert.equal((await b.get()).record.holderIdentity, "a");
