@@ -62,11 +62,16 @@ export class Candidate {
         onStartedLeading: async (signal) => {
           const interval: Interval = { who: id, start: performance.now(), term: c.elector.term() };
           c.intervals.push(interval);
+          // The end is stamped in the abort listener itself: a stamp taken after an await measures the
+          // event loop's backlog on a loaded machine, not when the elector told the work to stop.
           await new Promise<void>((resolve) => {
-            if (signal.aborted) resolve();
-            else signal.addEventListener("abort", () => resolve(), { once: true });
+            const stop = (): void => {
+              interval.end = performance.now();
+              resolve();
+            };
+            if (signal.aborted) stop();
+            else signal.addEventListener("abort", stop, { once: true });
           });
-          interval.end = performance.now();
         },
         onStoppedLeading: () => undefined,
       },
