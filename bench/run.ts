@@ -10,7 +10,7 @@
 // Backends whose server is not installed are skipped with a note, never failed: this is a measurement,
 // the tests are what assert behaviour.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -125,11 +125,14 @@ function ratioRow(section: string, figure: string, v: number, refName: string, r
 // ---------------------------------------------------------------------------------------------------
 // Candidates: real leader-run processes whose child stamps the wall-clock time it started.
 
+type CandidateEvent = { event: string; at: number; [k: string]: unknown };
+
 interface Candidate {
   proc: ChildProcess;
   name: string;
   stamps: string;
-  events: Array<{ event: string; at: number; [k: string]: unknown }>;
+  /** The candidate's log events so far, each at the time it logged (wall clock, ms). */
+  events: () => CandidateEvent[];
   exited: Promise<number | null>;
 }
 
@@ -141,25 +144,26 @@ function startCandidate(backend: StartedBackend, lease: string, extra: string[] 
   // The child itself records when it runs: date(1) runs before the long sleep starts.
   const child = ["sh", "-c", `date +%s%N >> "${stamps}"; exec sleep 100000`];
   const args = [BIN, "--log-format", "json", "--log-level", "debug", ...backend.lockArgs, "--name", lease, "--identity", name, "--lease-duration", LD, "--renew-deadline", RD, "--retry-period", RP, ...extra, "--", ...child];
-  const proc = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], detached: true, env: { ...process.env, ...backend.env } });
+  // The log goes to a file, not a pipe: the bench times commands with spawnSync, which blocks this
+  // process's event loop, and a candidate whose stderr pipe fills up blocks on write (pipes are
+  // synchronous on Linux), stops renewing and loses its lease in the middle of a measurement.
+  const log = join(work, `${name}.log`);
+  const fd = openSync(log, "a");
+  const proc = spawn(process.execPath, args, { stdio: ["ignore", "ignore", fd], detached: true, env: { ...process.env, ...backend.env } });
+  closeSync(fd);
   live.add(proc);
-  const events: Candidate["events"] = [];
-  let buffered = "";
-  proc.stderr?.setEncoding("utf8");
-  proc.stderr?.on("data", (chunk: string) => {
-    buffered += chunk;
-    let nl;
-    while ((nl = buffered.indexOf("\n")) >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
+  const events = (): CandidateEvent[] => {
+    const out: CandidateEvent[] = [];
+    for (const line of readFileSync(log, "utf8").split("\n")) {
       try {
-        const parsed = JSON.parse(line) as { event?: string };
-        if (typeof parsed.event === "string") events.push({ ...parsed, event: parsed.event, at: nowMs() });
+        const parsed = JSON.parse(line) as { event?: string; time?: string };
+        if (typeof parsed.event === "string") out.push({ ...parsed, event: parsed.event, at: Date.parse(parsed.time ?? "") });
       } catch {
-        // a non-JSON line (a library's own output); ignore
+        // a partial last line or a library's own output; ignore
       }
     }
-  });
+    return out;
+  };
   const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => {
     live.delete(proc);
     resolve(code);
@@ -190,7 +194,7 @@ async function stopCandidate(c: Candidate): Promise<void> {
 }
 
 /** Standby: campaigning and has read the lease at least once (it logged who holds it). */
-const isStandby = (c: Candidate): boolean => c.events.some((e) => e.event === "waiting" || e.event === "new_leader");
+const isStandby = (c: Candidate): boolean => c.events().some((e) => e.event === "waiting" || e.event === "new_leader");
 
 // ---------------------------------------------------------------------------------------------------
 // Sections
@@ -284,7 +288,7 @@ async function memory(backends: BenchBackend[]): Promise<void> {
       await sleep(3000);
       const pid = c.proc.pid!;
       const leader = smaps(pid);
-      const childPid = Number(c.events.find((e) => e.event === "child_started")?.pid ?? 0);
+      const childPid = Number(c.events().find((e) => e.event === "child_started")?.pid ?? 0);
       const guards = childrenOf(pid).filter((p) => p.pid !== childPid && p.pgid !== childPid);
       const ref = smaps(node.pid!);
       rows.push({
