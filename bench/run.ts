@@ -492,7 +492,14 @@ async function main(): Promise<void> {
   for (const [name, run] of Object.entries(sections)) {
     if (ONLY !== undefined && ONLY !== name) continue;
     process.stderr.write(`bench: ${name}…\n`);
-    await run();
+    const before = rows.length;
+    // A section that fails is a row of the table, not the end of the run: the other figures still count.
+    try {
+      await run();
+    } catch (e) {
+      rows.push({ section: name, figure: `${name}: the section failed`, value: e instanceof Error ? e.message : String(e), reference: "—", ratio: "—", goal: "—", pass: false });
+    }
+    for (const r of rows.slice(before)) process.stderr.write(`bench:   ${r.figure}: ${r.value} (${r.reference}; goal ${r.goal}) ${r.pass === undefined ? "" : r.pass ? "pass" : "FAIL"}\n`);
   }
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
   const out = `${table()}\n\n${machine}; ${RUNS} runs per timed figure, alternated, medians.\n\n${notes.map((n) => `- ${n}`).join("\n")}\n`;

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, afterEach, beforeEach, describe, test } from "node:test";
-import { E2E, GRACE_MS, TIMING, delay, leftovers, marker, sleepers, waitFor } from "./support.js";
+import { describe, test } from "node:test";
+import { E2E, GRACE_MS, TIMING, delay, marker, sleepers, useE2E, waitFor } from "./support.js";
 
 /**
  * The child as the real leader-run command runs it: process-group stops (grandchildren included),
@@ -11,15 +11,7 @@ import { E2E, GRACE_MS, TIMING, delay, leftovers, marker, sleepers, waitFor } fr
  */
 
 let h: E2E;
-beforeEach(async () => {
-  h = await E2E.create();
-});
-afterEach(async () => {
-  assert.deepEqual(await h.cleanup(), [], "the test left processes behind");
-});
-after(() => {
-  assert.deepEqual(leftovers(), [], "processes left behind");
-});
+useE2E((fresh) => (h = fresh));
 
 describe("orphan protection", () => {
   test("a SIGKILL of leader-run at any moment around the child's start never leaves the command running", async () => {

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, afterEach, beforeEach, describe, test } from "node:test";
-import { E2E, TIMING, delay, leftovers, marker, overlapSampler, waitFor } from "./support.js";
+import { describe, test } from "node:test";
+import { E2E, TIMING, delay, marker, overlapSampler, useE2E, waitFor } from "./support.js";
 
 /**
  * Issue #14, everyday use, against the real CLI: unusable lock locations, the first stop signal,
@@ -12,15 +12,7 @@ import { E2E, TIMING, delay, leftovers, marker, overlapSampler, waitFor } from "
  */
 
 let h: E2E;
-beforeEach(async () => {
-  h = await E2E.create();
-});
-afterEach(async () => {
-  assert.deepEqual(await h.cleanup(), [], "the test left processes behind");
-});
-after(() => {
-  assert.deepEqual(leftovers(), [], "processes left behind");
-});
+useE2E((fresh) => (h = fresh));
 
 function stderrLines(text: string): string[] {
   return text.split("\n").filter((l) => l !== "");

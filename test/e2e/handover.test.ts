@@ -1,19 +1,7 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
-import { after, afterEach, beforeEach, describe, test } from "node:test";
-import {
-  E2E,
-  LEASE_MS,
-  RETRY_MS,
-  httpStatus,
-  leftovers,
-  marker,
-  overlapSampler,
-  sleepers,
-  waitFor,
-  type ChildEvent,
-  type LeaderRunProcess,
-} from "./support.js";
+import { describe, test } from "node:test";
+import { E2E, LEASE_MS, RETRY_MS, httpStatus, marker, overlapSampler, sleepers, useE2E, waitFor, type ChildEvent, type LeaderRunProcess } from "./support.js";
 
 /**
  * Several real leader-run processes on one file lease: mutual exclusion of their children across
@@ -21,15 +9,7 @@ import {
  */
 
 let h: E2E;
-beforeEach(async () => {
-  h = await E2E.create();
-});
-afterEach(async () => {
-  assert.deepEqual(await h.cleanup(), [], "the test left processes behind");
-});
-after(() => {
-  assert.deepEqual(leftovers(), [], "processes left behind");
-});
+useE2E((fresh) => (h = fresh));
 
 /**
  * Bound on a hand-over, from the old child's exit to the new child's start: room for a loaded machine,

@@ -1,19 +1,8 @@
 import assert from "node:assert/strict";
 import { chmod, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, afterEach, beforeEach, describe, test } from "node:test";
-import {
-  E2E,
-  GRACE_MS,
-  LEASE_MS,
-  RENEW_DEADLINE_MS,
-  leftovers,
-  marker,
-  sleepers,
-  waitFor,
-  type ChildEvent,
-  type LeaderRunProcess,
-} from "./support.js";
+import { describe, test } from "node:test";
+import { E2E, GRACE_MS, LEASE_MS, RENEW_DEADLINE_MS, marker, sleepers, useE2E, waitFor, type ChildEvent, type LeaderRunProcess } from "./support.js";
 
 /**
  * The lease as seen from outside: not acquiring (--no-wait, --wait, --conflict-exit-code), losing it
@@ -21,15 +10,7 @@ import {
  */
 
 let h: E2E;
-beforeEach(async () => {
-  h = await E2E.create();
-});
-afterEach(async () => {
-  assert.deepEqual(await h.cleanup(), [], "the test left processes behind");
-});
-after(() => {
-  assert.deepEqual(leftovers(), [], "processes left behind");
-});
+useE2E((fresh) => (h = fresh));
 
 /** Starts `identity` with the fixture child and waits until that child runs. */
 async function leader(identity: string, extra: string[] = []): Promise<{ run: LeaderRunProcess; start: ChildEvent; marker: string }> {

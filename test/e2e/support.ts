@@ -1,9 +1,11 @@
+import assert from "node:assert/strict";
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, afterEach, beforeEach } from "node:test";
 import { fileURLToPath } from "node:url";
 import { FileMutex } from "../../src/locks/file/mutex.js";
 import { isRunning } from "../child/fixtures/util.js";
@@ -425,5 +427,23 @@ export function httpStatus(url: string): Promise<number> {
     req.setTimeout(5000, () => req.destroy(new Error("timeout")));
     req.on("error", () => resolve(0));
     req.end();
+  });
+}
+
+/**
+ * The hooks every e2e file needs: a fresh harness per test (handed to `set`), a check after each test
+ * that it left no process behind, and one after the file for anything started outside a harness.
+ */
+export function useE2E(set: (h: E2E) => void): void {
+  let current: E2E | undefined;
+  beforeEach(async () => {
+    current = await E2E.create();
+    set(current);
+  });
+  afterEach(async () => {
+    assert.deepEqual(await current?.cleanup(), [], "the test left processes behind");
+  });
+  after(() => {
+    assert.deepEqual(leftovers(), [], "processes left behind");
   });
 }

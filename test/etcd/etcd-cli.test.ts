@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { isRunning } from "../child/fixtures/util.js";
 import { freePort, makeTempDir } from "../support/redis-server.js";
 import { requireEtcd, startEtcd } from "../support/etcd-server.js";
-import { Cli, runCli, stopAllClis } from "./cli-harness.js";
+import { Cli, runCli, stopAllClis } from "../support/cli-process.js";
 
 after(() => stopAllClis());
 

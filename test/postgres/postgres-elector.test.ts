@@ -5,9 +5,8 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { LeaderElector } from "../../src/election/elector.js";
 import { openPostgresLock, type PostgresLock } from "../../src/locks/postgres/index.js";
-import { Ledger, delay, recordLeadership, until, type Interval } from "../redis/harness.js";
+import { ElectorCandidate, Ledger, delay, until } from "../support/elector-candidate.js";
 import { PG_BIN, requirePostgres, startPostgres, type PgServer } from "../support/postgres-server.js";
 
 const TIMINGS = { leaseDuration: 3000, renewDeadline: 2000, retryPeriod: 300 };
@@ -18,63 +17,22 @@ before(async () => {
 });
 after(() => server?.stop());
 
-class Candidate {
-  lock: PostgresLock | undefined;
-  current: Interval | undefined;
-  private readonly stopper = new AbortController();
-  private loop: Promise<void> | undefined;
-
-  constructor(
-    readonly name: string,
-    readonly id: string,
-    readonly ledger: Ledger,
-  ) {}
-
-  async start(): Promise<this> {
-    const lock = await openPostgresLock(server?.url ?? "", {
-      name: this.name,
-      identity: this.id,
-      leaseDurationMs: TIMINGS.leaseDuration,
-      renewDeadlineMs: TIMINGS.renewDeadline,
-      env: {},
-    });
-    this.lock = lock;
-    const elector: LeaderElector = new LeaderElector({
-      lock,
-      ...TIMINGS,
-      releaseOnCancel: true,
-      name: this.name,
-      callbacks: {
-        onStartedLeading: recordLeadership(this.ledger, this.id, () => elector.term(), () => lock.fencingToken(), (interval) => {
-          this.current = interval;
+class Candidate extends ElectorCandidate<PostgresLock> {
+  constructor(name: string, id: string, ledger: Ledger) {
+    super(
+      () =>
+        openPostgresLock(server?.url ?? "", {
+          name,
+          identity: id,
+          leaseDurationMs: TIMINGS.leaseDuration,
+          renewDeadlineMs: TIMINGS.renewDeadline,
+          env: {},
         }),
-        onStoppedLeading: () => undefined,
-      },
-    });
-    const signal = this.stopper.signal;
-    this.loop = (async () => {
-      do {
-        await elector.run(signal);
-      } while (!signal.aborted);
-    })();
-    return this;
-  }
-
-  get leading(): boolean {
-    return this.current !== undefined;
-  }
-
-  async stop(): Promise<void> {
-    this.stopper.abort();
-    await this.loop;
-    await this.lock?.close();
-  }
-
-  /** Like a SIGKILL: connections cut first, nothing released. */
-  async crash(): Promise<void> {
-    await this.lock?.close();
-    this.stopper.abort();
-    await this.loop;
+      name,
+      id,
+      TIMINGS,
+      ledger,
+    );
   }
 }
 

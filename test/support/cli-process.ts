@@ -1,5 +1,6 @@
 /**
- * The real `leader-run` command as a separate process, with its JSON log parsed as it arrives. Runs
+ * The real `leader-run` command as a separate process, with its JSON log parsed as it arrives, for the
+ * backends' CLI tests (Redis, etcd, …). Runs
  * bin/leader-run.js when dist/ is newer than every source file (after `npm run build`), otherwise the
  * CLI from source through tsx.
  */
@@ -41,10 +42,12 @@ export interface LogEntry {
 
 const running = new Set<Cli>();
 
+/** For `after()`: stops every CLI still running (SIGTERM, then SIGKILL of it and its children). */
 export async function stopAllClis(): Promise<void> {
   await Promise.all([...running].map((c) => c.stop()));
 }
 
+/** Whether `promise` settles within `ms`; the timer is cleared, so it never keeps the test process alive. */
 async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
@@ -61,6 +64,7 @@ export class Cli {
   stdout = "";
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
   private readonly child: ChildProcess;
+  /** One per pending waitFor: concurrent waits must not drop each other. */
   private readonly waiters = new Set<() => void>();
 
   constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -87,6 +91,8 @@ export class Cli {
         for (const w of [...this.waiters]) w();
       }
     });
+    // Resolve on "close", not "exit": stderr can still hold the last log lines when "exit" fires.
+    // `at` stays the moment the process ended, which the timing assertions measure.
     this.exited = new Promise((resolve) => {
       let at = 0;
       this.child.once("exit", () => (at = performance.now()));
@@ -97,10 +103,15 @@ export class Cli {
     });
   }
 
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
   events(name: string): LogEntry[] {
     return this.log.filter((e) => e.event === name);
   }
 
+  /** Resolves with the `n`-th (1-based) entry of `name`, or undefined after `timeoutMs`. */
   async waitFor(name: string, timeoutMs: number, n = 1): Promise<LogEntry | undefined> {
     const found = (): LogEntry | undefined => this.events(name)[n - 1];
     const deadline = performance.now() + timeoutMs;
@@ -122,14 +133,25 @@ export class Cli {
     this.child.kill(sig);
   }
 
+  /** Child process groups this leader-run started (from its log). */
   childPids(): number[] {
     return this.events("child_started").map((e) => Number(e.pid));
   }
 
+  /**
+   * Teardown: SIGTERM, so leader-run stops its child itself, then SIGKILL if it hangs. A bare SIGKILL
+   * can land between the child's start and its registration with the guard (or before `child_started`
+   * reaches this log), leaving an orphan that holds our stderr pipe open.
+   */
   async stop(timeoutMs = 10_000): Promise<void> {
     if (!running.has(this)) return;
     this.child.kill("SIGTERM");
     if (await settlesWithin(this.exited, timeoutMs)) return;
+    this.killAll();
+    await settlesWithin(this.exited, 5000);
+  }
+
+  killAll(): void {
     for (const pid of this.childPids()) {
       try {
         process.kill(-pid, "SIGKILL");
@@ -138,7 +160,6 @@ export class Cli {
       }
     }
     this.child.kill("SIGKILL");
-    await settlesWithin(this.exited, 5000);
   }
 }
 
