@@ -297,8 +297,9 @@ async function memory(backends: BenchBackend[]): Promise<void> {
         value: mib(leader.rss),
         reference: `node -e (idle) ${mib(ref.rss)}`,
         ratio: `${(leader.rss / ref.rss).toFixed(2)}×`,
-        goal: "≤ 45 MiB",
-        pass: leader.rss <= 45 * 1024,
+        // The goal is the embedded default's; a Kubernetes user's figure is what the client library costs.
+        goal: backend.name === "file" ? "≤ 45 MiB" : "— (what a Kubernetes user pays)",
+        pass: backend.name === "file" ? leader.rss <= 45 * 1024 : undefined,
       });
       notes.push(`${backend.name}: leader-run PSS ${mib(leader.pss)}, RSS ${mib(leader.rss)}.`);
       // The guard and anything else it keeps beside the child (sleep timers of a shell guard).
