@@ -1,6 +1,6 @@
 import { resolve as resolvePath } from "node:path";
-import yargs from "yargs";
 import type { Argv } from "yargs";
+import type { Options as ParserOptions } from "yargs-parser";
 import { parseSignal as parseSignalName } from "../child/process-group.js";
 import { RESTART_MODES } from "../child/restart.js";
 import type { RestartMode } from "../child/restart.js";
@@ -17,11 +17,17 @@ import type { LogFormat, LogLevel } from "./log.js";
 import { HOOK_NAMES, type HookName } from "./hooks.js";
 import { COMPLETE_COMMAND, COMPLETION_SHELLS, completionScript, completions, shellFromEnv } from "./completion.js";
 import { commandSlug, defaultIdentity, leaseNameProblem, readableSlug } from "./slug.js";
+import { fastParse } from "./fast-parse.js";
+import type { FastParseSpec } from "./fast-parse.js";
 
 /**
  * The command line of `leader-run`: yargs defines the flags, help, examples and completion; this
  * module then resolves every value (flag, else `LEADER_RUN_*` variable, else default) and validates
  * all of it before anything starts, so every mistake ends in one line and exit 64.
+ *
+ * yargs itself is loaded only when needed (help, version, completion, or a command line the fast path
+ * declines): ordinary command lines are tokenised by fast-parse.ts with yargs-parser, from the same
+ * option table and parser configuration, because loading yargs was most of leader-run's start-up.
  *
  * Environment twins are resolved here rather than with yargs' `.env()`: under strict mode `.env()`
  * rejects any unknown `LEADER_RUN_*` variable, including `LEADER_RUN_FENCING_TOKEN` that leader-run
@@ -395,23 +401,74 @@ const STEP_DOWN_EPILOGUE = [
   "Exits 0 once another holder leads (or the lease was released and nobody took it), 75 when the holder did not hand over in time (a client-go peer without coordinated election ignores the request), 3 when nobody holds the lease.",
 ].join("\n\n");
 
-function buildParser(ctx: ParseContext): Argv {
+/** yargs-parser's configuration, for yargs and the fast path alike. */
+const PARSER_CONFIGURATION = {
+  "populate--": true,
+  "boolean-negation": false,
+  "duplicate-arguments-array": false,
+  "dot-notation": false,
+  "parse-numbers": false,
+  "parse-positional-numbers": false,
+  "greedy-arrays": false,
+} as const;
+
+/** The commands of buildParser whose options replace the top level's (yargs' `.command(…)`). */
+const SUBCOMMANDS = ["status", "release", "step-down"] as const satisfies readonly CommandName[];
+
+/**
+ * What yargs hands yargs-parser for buildParser's configuration, derived from the same option
+ * records: the command's options (the top level's are run's), plus the `--help`/`-h` and
+ * `--version`/`-V` options yargs adds itself. yargs passes `requiresArg` as `narg: NaN` (one value).
+ */
+function parserOptionsFor(command: CommandName, ctx: ParseContext): ParserOptions & { key: Record<string, boolean> } {
+  const out = {
+    boolean: ["help"],
+    string: [] as string[],
+    alias: { help: ["h"] } as Record<string, string[]>,
+    narg: {} as Record<string, number>,
+    // Every declared key: yargs-parser lists them (and their camel-case twins) as known aliases.
+    key: { help: true } as Record<string, boolean>,
+  };
+  if (ctx.version !== undefined) {
+    out.boolean.push("version");
+    out.alias.version = ["V"];
+    out.key.version = true;
+  }
+  for (const [flag, o] of Object.entries(options(flagsFor(command)))) {
+    const typed = o.type === "boolean" ? out.boolean : out.string;
+    typed.push(flag);
+    out.key[flag] = true;
+    if (o.alias !== undefined) {
+      out.alias[flag] = [o.alias];
+      typed.push(o.alias);
+      out.key[o.alias] = true;
+    }
+    if (o.requiresArg === true) out.narg[flag] = Number.NaN;
+  }
+  return { ...out, configuration: { ...PARSER_CONFIGURATION } };
+}
+
+function fastParseSpec(ctx: ParseContext): FastParseSpec<CommandName> {
+  return {
+    optionsFor: (command) => parserOptionsFor(command ?? "run", ctx),
+    commands: SUBCOMMANDS,
+    // yargs prints help for a trailing `help` word, and `completion`/`help` are its commands.
+    declineWords: ["help", "completion"],
+    declineKeys: ["help", "h", "version", "V", "get-yargs-completions", "getYargsCompletions"],
+  };
+}
+
+async function buildParser(ctx: ParseContext): Promise<Argv> {
   const width = ctx.width ?? Math.min(100, process.stdout.columns || 100);
+  // A chunk of its own in the bundle (package.json build:bin), evaluated only on this path.
+  const { default: yargs } = await import("yargs");
   const y = yargs()
     .scriptName(BIN)
     .locale("en")
     .wrap(width)
     .exitProcess(false)
     .strictOptions()
-    .parserConfiguration({
-      "populate--": true,
-      "boolean-negation": false,
-      "duplicate-arguments-array": false,
-      "dot-notation": false,
-      "parse-numbers": false,
-      "parse-positional-numbers": false,
-      "greedy-arrays": false,
-    })
+    .parserConfiguration(PARSER_CONFIGURATION)
     .usage(
       `$0 [options] -- <command> [args...]\n\nRun <command> only while this process holds the lease. When leadership ends, the command's whole\nprocess group gets --kill-signal, then SIGKILL after --kill-grace, before the lease is released.`,
     )
@@ -471,6 +528,19 @@ type RawArgv = Record<string, unknown> & { _: (string | number)[]; "--"?: (strin
  * @throws UsageError (exit 64) with a one-line message; nothing has been started.
  */
 export async function parseCommandLine(args: readonly string[], ctx: ParseContext = {}): Promise<ParsedCommandLine> {
+  const parsed = await parseWith("auto", args, ctx);
+  if (parsed === undefined) throw new Error("the parser gave no result"); // "auto" always has one
+  return parsed;
+}
+
+/**
+ * Which parser reads the command line: `auto` (the fast path, yargs when it declines), or one of them
+ * alone, for the differential test (`fast` returns undefined where it would defer to yargs).
+ */
+export type ParseEngine = "auto" | "fast" | "yargs";
+
+/** parseCommandLine with a chosen engine. */
+export async function parseWith(engine: ParseEngine, args: readonly string[], ctx: ParseContext = {}): Promise<ParsedCommandLine | undefined> {
   if (args[0] === COMPLETE_COMMAND) {
     const words = args.slice(args[1] === "--" ? 2 : 1);
     const current = words.pop() ?? "";
@@ -483,9 +553,13 @@ export async function parseCommandLine(args: readonly string[], ctx: ParseContex
     if (args.length > 2 || (topic !== undefined && !(HELP_TOPICS as readonly string[]).includes(topic))) {
       throw new UsageError(`no help for "${args.slice(1).join(" ")}"; use one of: ${HELP_TOPICS.join(", ")}`);
     }
-    return parseCommandLine(topic === undefined || topic === "run" ? ["--help"] : [topic, "--help"], ctx);
+    return parseWith(engine, topic === undefined || topic === "run" ? ["--help"] : [topic, "--help"], ctx);
   }
-  const parser = buildParser(ctx);
+  const fast = engine === "yargs" ? undefined : fastParse(args, fastParseSpec(ctx));
+  if (fast && "yargsMessage" in fast) throw yargsError(new Error(fast.yargsMessage));
+  if (fast) return fromArgv(fast.argv, ctx);
+  if (engine === "fast") return undefined;
+  const parser = await buildParser(ctx);
   let failure: Error | undefined;
   let output = "";
   const argv = (await parser.parseAsync([...args], {}, (err, _argv, out) => {
@@ -493,11 +567,18 @@ export async function parseCommandLine(args: readonly string[], ctx: ParseContex
     if (out) output += output === "" ? out : `\n${out}`;
   })) as unknown as RawArgv;
   if (failure) throw yargsError(failure);
-  const positionals = argv._.map(String);
-  const first = positionals[0];
   if (argv.help === true || argv.version === true) {
     return { command: "output", text: output.endsWith("\n") ? output : `${output}\n` };
   }
+  return fromArgv(argv, ctx);
+}
+
+/** After parsing (by either engine): the command and its validated options. */
+function fromArgv(argv: RawArgv, ctx: ParseContext): ParsedCommandLine {
+  // yargs lets `--_ x` replace the positionals with a value.
+  if (!Array.isArray(argv._)) throw new UsageError(`unknown option --_ (see ${BIN} --help; the command goes after --)`);
+  const positionals = argv._.map(String);
+  const first = positionals[0];
   const env = ctx.env ?? process.env;
   const cwd = ctx.cwd ?? process.cwd();
   const afterDash = (argv["--"] ?? []).map(String);
