@@ -62,7 +62,9 @@ function cleanup(): void {
       // gone
     }
   }
-  rmSync(work, { recursive: true, force: true });
+  // BENCH_KEEP=1 keeps the candidates' logs for a look after a failed run.
+  if (process.env.BENCH_KEEP) process.stderr.write(`bench: logs kept in ${work}\n`);
+  else rmSync(work, { recursive: true, force: true });
 }
 process.once("exit", cleanup);
 for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
