@@ -360,11 +360,12 @@ function breakdown(leader: Candidate, standby: Candidate, t0: number, stamp: num
   const out: Breakdown = new Map();
   const old = leader.events().filter((e) => e.at >= t0 - 1);
   const next = standby.events().filter((e) => e.at >= t0 - 1);
-  const acquiredAt = next.find((e) => e.event === "acquired")?.at ?? Infinity;
+  // The leader writes nothing between its group being gone and its release, so the standby's first
+  // notification after that is the release's (later ones include the standby's own acquire write).
+  const goneAt = old.find((e) => e.event === "group_gone")?.at ?? t0;
   for (const [who, event, label] of STEPS) {
     const events = (who === "leader" ? old : next).filter((e) => e.event === event);
-    // The wake-up that led to the acquire is the last notification before it.
-    const e = event === "lease_changed" ? events.filter((x) => x.at <= acquiredAt).at(-1) : events[0];
+    const e = event === "lease_changed" ? events.find((x) => x.at >= goneAt) : events[0];
     if (e !== undefined) out.set(label, e.at - t0);
   }
   out.set("standby: child running (its own stamp)", stamp - t0);
