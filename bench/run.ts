@@ -5,6 +5,7 @@
 //   npm run bench -- --only startup    one section (startup, nowait, memory, handover, failover, load)
 //   npm run bench -- --write           also replace the table in docs/performance.md
 //   npm run bench -- --runs 30         more samples per figure (default 15)
+//   npm run bench -- --backends file,redis   only these backends
 //
 // Commands are alternated (A B C A B C …) so machine noise hits each side alike; medians are reported.
 // Backends whose server is not installed are skipped with a note, never failed: this is a measurement,
@@ -28,6 +29,8 @@ const value = (name: string): string | undefined => {
 };
 const RUNS = Number(value("runs") ?? 15);
 const ONLY = value("only");
+/** `--backends file,redis`: measure only these backends. */
+const BACKEND_NAMES = value("backends")?.split(",");
 const WRITE = flag("write");
 
 // Timings for the hand-over and fail-over figures: short, so the bench stays short.
@@ -59,7 +62,9 @@ function cleanup(): void {
       // gone
     }
   }
-  rmSync(work, { recursive: true, force: true });
+  // BENCH_KEEP=1 keeps the candidates' logs for a look after a failed run.
+  if (process.env.BENCH_KEEP) process.stderr.write(`bench: logs kept in ${work}\n`);
+  else rmSync(work, { recursive: true, force: true });
 }
 process.once("exit", cleanup);
 for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
@@ -334,8 +339,51 @@ async function memory(backends: BenchBackend[]): Promise<void> {
   node.kill("SIGKILL");
 }
 
+/**
+ * The steps of one hand-over, each as milliseconds after the signal was sent, from the two candidates'
+ * debug logs (wall-clock times to the millisecond) and the child's own stamp. A step missing from a
+ * round (no notification before the acquire, a guard that was already running) is left out.
+ */
+const STEPS = [
+  ["leader", "stopping", "leader: signal received"],
+  ["leader", "child_exited", "leader: child reaped"],
+  ["leader", "group_gone", "leader: group gone"],
+  ["leader", "released", "leader: release written"],
+  ["standby", "lease_changed", "standby: notified"],
+  ["standby", "acquired", "standby: acquired (read + write)"],
+  ["standby", "guard_started", "standby: guard spawned"],
+  ["standby", "guard_armed", "standby: guard armed (ack)"],
+  ["standby", "child_started", "standby: gate opened"],
+] as const;
+type Breakdown = Map<string, number>;
+
+function breakdown(leader: Candidate, standby: Candidate, t0: number, stamp: number): Breakdown {
+  const out: Breakdown = new Map();
+  const old = leader.events().filter((e) => e.at >= t0 - 1);
+  const next = standby.events().filter((e) => e.at >= t0 - 1);
+  // The leader writes nothing between its group being gone and its release, so the standby's first
+  // notification after that is the release's (later ones include the standby's own acquire write).
+  const goneAt = old.find((e) => e.event === "group_gone")?.at ?? t0;
+  for (const [who, event, label] of STEPS) {
+    const events = (who === "leader" ? old : next).filter((e) => e.event === event);
+    const e = event === "lease_changed" ? events.find((x) => x.at >= goneAt) : events[0];
+    if (e !== undefined) out.set(label, e.at - t0);
+  }
+  out.set("standby: child running (its own stamp)", stamp - t0);
+  return out;
+}
+
+function breakdownNote(name: string, kind: string, all: Breakdown[]): string {
+  const labels = [...STEPS.map((s) => s[2] as string), "standby: child running (its own stamp)"];
+  const parts = labels.flatMap((label) => {
+    const xs = all.map((b) => b.get(label)).filter((x): x is number => x !== undefined);
+    return xs.length === 0 ? [] : [`${label} ${median(xs).toFixed(0)}${xs.length < all.length ? ` (${xs.length}/${all.length})` : ""}`];
+  });
+  return `${name} ${kind} steps, median ms after the signal: ${parts.join("; ")}.`;
+}
+
 /** SIGTERM (graceful) or SIGKILL (crash) to the leader → the standby's child stamps its start. */
-async function handOver(backend: StartedBackend, kind: "SIGTERM" | "SIGKILL", rounds: number, standbys = 1, lease = `bench-ho-${candidateCount}`): Promise<number[]> {
+async function handOver(backend: StartedBackend, kind: "SIGTERM" | "SIGKILL", rounds: number, standbys = 1, lease = `bench-ho-${candidateCount}`, steps: Breakdown[] = []): Promise<number[]> {
   const results: number[] = [];
   let leader = startCandidate(backend, lease);
   await until("the first leader's child", () => stampsOf(leader).length > 0, 30_000);
@@ -352,6 +400,7 @@ async function handOver(backend: StartedBackend, kind: "SIGTERM" | "SIGKILL", ro
       const next = await until("a standby's child", () => waiting.find((c) => stampsOf(c).length > before.get(c)!), 30_000);
       results.push(stampsOf(next).at(-1)! - t0);
       await leader.exited;
+      steps.push(breakdown(leader, next, t0, stampsOf(next).at(-1)!));
       waiting = waiting.filter((c) => c !== next);
       leader = next;
       waiting.push(startCandidate(backend, lease));
@@ -366,7 +415,9 @@ async function handover(backends: BenchBackend[]): Promise<void> {
   for (const backend of backends) {
     const started = await backend.start(work);
     try {
-      const samples = await handOver(started, "SIGTERM", Math.max(5, Math.floor(RUNS / 2)));
+      const steps: Breakdown[] = [];
+      const samples = await handOver(started, "SIGTERM", Math.max(5, Math.floor(RUNS / 2)), 1, undefined, steps);
+      notes.push(breakdownNote(backend.name, "graceful hand-over", steps));
       const goal = backend.name === "kubernetes" ? 200 : 50;
       const m = median(samples);
       rows.push({
@@ -389,7 +440,9 @@ async function failover(backends: BenchBackend[]): Promise<void> {
   for (const backend of backends) {
     const started = await backend.start(work);
     try {
-      const samples = await handOver(started, "SIGKILL", 3);
+      const steps: Breakdown[] = [];
+      const samples = await handOver(started, "SIGKILL", 3, 1, undefined, steps);
+      notes.push(breakdownNote(backend.name, "crash fail-over", steps));
       const goal = backend.name === "file" ? RP_MS : LD_MS + 200;
       const m = median(samples);
       rows.push({
@@ -478,6 +531,7 @@ async function main(): Promise<void> {
   if (!existsSync(join(ROOT, "dist", "bin", "main.js"))) throw new Error("dist/ is missing: run `npm run build` (npm run bench does)");
   const available: BenchBackend[] = [];
   for (const b of BACKENDS) {
+    if (BACKEND_NAMES !== undefined && !BACKEND_NAMES.includes(b.name)) continue;
     const why = b.unavailable();
     if (why) notes.push(`${b.name}: skipped (${why}).`);
     else available.push(b);

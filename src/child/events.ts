@@ -18,6 +18,10 @@ export type ChildEvent =
   | { type: "stragglers"; pgid: number }
   /** Processes of the group survived SIGKILL for the whole bounded wait (uninterruptible I/O, setuid). */
   | { type: "group_survived"; pgid: number; waitedMs: number }
+  /** Debug: the leader was reaped and no live process of its group remains (the lease may now be released). */
+  | { type: "group_gone"; pgid: number }
+  /** Debug: the guard acknowledged the group and its deadline; the start gate opens next. */
+  | { type: "guard_armed"; pgid: number }
   | { type: "guard_started"; pid: number; shell: string }
   /** The guard died while leader-run lives (someone killed it); it is restarted if groups are watched. */
   | { type: "guard_exited"; pid: number; code: number | null; signal: NodeJS.Signals | null }

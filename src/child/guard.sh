@@ -40,14 +40,14 @@ now_cs() {
   now=$(( ${_up%.*} * 100 + ${_f#0} ))
 }
 
-# Sleeps until CLOCK_BOOTTIME reaches $1 (centiseconds), in steps of at most 1 s so a suspend or a late
-# wake-up is noticed. With $2, returns 1 as soon as process group $2 no longer exists: a vanished group's
-# id may be reused, and must never be signalled.
+# Sleeps until CLOCK_BOOTTIME reaches $1 (centiseconds), in steps of at most $3 centiseconds (default
+# 1 s) so a suspend or a late wake-up is noticed. With $2, returns 1 as soon as process group $2 no longer
+# exists: a vanished group's id may be reused, and must never be signalled.
 sleep_until() {
   while now_cs; [ "$now" -lt "$1" ]; do
     if [ -n "$2" ] && ! kill -0 "-$2" 2>/dev/null; then return 1; fi
     _d=$(( $1 - now ))
-    [ "$_d" -gt 100 ] && _d=100
+    [ "$_d" -gt "${3:-100}" ] && _d=${3:-100}
     sleep "$(( _d / 100 )).$(( _d % 100 / 10 ))$(( _d % 10 ))" &
     _sp=$!
     wait "$_sp"
@@ -80,7 +80,9 @@ arm() {
       kill -CONT "-$1" 2>/dev/null
       [ "$2" = CONT ] || report guard_killing "$1" "$2" "$5; sent SIG$2 to process group $1"
     fi
-    sleep_until "$4" "$1" || exit 0
+    # The group was signalled and is stopping: look for its end every 0.1 s, so that once it is gone this
+    # timer (and after leader-run's death the guard, which a file-lock standby waits for) ends promptly.
+    sleep_until "$4" "$1" 10 || exit 0
     kill -KILL "-$1" 2>/dev/null && report guard_killing "$1" KILL "sent SIGKILL to process group $1"
   ) </dev/null >/dev/null &
   eval "timer_$1=\$!"

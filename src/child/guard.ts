@@ -150,8 +150,18 @@ export class Guard {
   async watch(pgid: number, signal: NodeJS.Signals, graceMs: number): Promise<void> {
     signalNumber(signal);
     await this.start();
+    const asked = this.proc;
     this.watched.set(pgid, { signal, graceMs: Math.max(0, Math.round(graceMs)) });
-    await this.request(`ack ${pgid}`, this.watchLine(pgid));
+    try {
+      await this.request(`ack ${pgid}`, this.watchLine(pgid));
+    } catch (error) {
+      // A guard started ahead of time (a standby's, see ChildControl.prepare) may have died unnoticed
+      // before it was asked: replace it once and ask again. Still fail-closed: nothing is acknowledged
+      // unless a live guard answered, and a second failure is the caller's GuardUnavailableError.
+      if (this.closed || asked === undefined || this.proc === asked || !this.watched.has(pgid)) throw error;
+      await this.start();
+      await this.request(`ack ${pgid}`, this.watchLine(pgid));
+    }
   }
 
   /** A new deadline for every watched group (and for groups watched later). */

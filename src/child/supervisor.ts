@@ -178,8 +178,11 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
   // Plain node:child_process rather than a wrapper library: it is loaded already, while execa cost
   // 140-190 ms and 16 MiB RSS of start-up (docs/performance.md). We stop the whole group ourselves.
   let child: ChildProcess;
+  // With setpriv, it runs first and execs the gate's shell: its exec is done while the guard is asked,
+  // not after the gate opens, where every exec delays the command.
+  const [gateFile, gateArgs] = gateCommand(argv, options.env, options.killSignal);
   try {
-    child = spawn(SHELL, ["-c", ...gateScript(argv, options.env, options.killSignal)], {
+    child = spawn(gateFile, gateArgs, {
       stdio: ["inherit", "inherit", "inherit", "pipe"],
       detached: true,
       env: options.env,
@@ -187,7 +190,7 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
     });
   } catch (error) {
     // Synchronous failures (a bad cwd type, an env value with a NUL byte) are spawn failures too.
-    throw spawnError(error);
+    throw spawnError(error, gateFile);
   }
   const exited = childExit(child);
 
@@ -195,7 +198,7 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
   if (pid === undefined) {
     // libuv reports a failed fork/exec as an 'error' event on the next tick, with no pid.
     const outcome = await exited;
-    throw spawnError(outcome.error);
+    throw spawnError(outcome.error, gateFile);
   }
   try {
     await guard?.watch(pid, options.killSignal, options.killGraceMs);
@@ -206,6 +209,7 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
     guard?.unwatch(pid);
     throw error instanceof GuardUnavailableError ? error : new GuardUnavailableError(String(error), { cause: error });
   }
+  if (guard !== undefined) options.log?.({ type: "guard_armed", pgid: pid });
   // Only now may the command run: from here on the guard stops its group by the deadline, or at once
   // if we die.
   const gate: unknown = child.stdio[3];
@@ -250,36 +254,76 @@ function childExit(child: ChildProcess): Promise<Outcome> {
   });
 }
 
+/**
+ * The gate as [file, args]: `sh -c` waits for "go" on fd 3, then execs `argv` with `env` as given;
+ * with setpriv, `setpriv --pdeathsig <sig> -- sh -c …`. The parent death signal survives the execs,
+ * so it covers the command exactly as before, and also a gate that never opened.
+ */
+function gateCommand(argv: string[], env: Record<string, string>, killSignal: NodeJS.Signals): [string, string[]] {
+  const script = ["-c", ...gateScript(argv, env)];
+  if (!pdeathsigAvailable()) return [SHELL, script];
+  return [SETPRIV, ["--pdeathsig", killSignal.replace(/^SIG/, ""), "--", SHELL, ...script]];
+}
+
 /** The `sh -c` script and its arguments: wait for "go" on fd 3, then exec `argv` with `env` as given. */
-function gateScript(argv: string[], env: Record<string, string>, killSignal: NodeJS.Signals): string[] {
+function gateScript(argv: string[], env: Record<string, string>): string[] {
   const [file = ""] = argv;
-  const pdeath = pdeathsigPrefix(killSignal);
   // env(1) would read a command word containing "=" as an assignment; such a command (and a system
   // without env) runs through the shell's exec, with the shell's few environment changes.
-  if (file.includes("=") || !existsSync(ENV)) return [`${GATE_READ}exec ${pdeath}"$@"`, GATE_NAME, ...argv];
+  if (file.includes("=") || !existsSync(ENV)) return [`${GATE_READ}exec "$@"`, GATE_NAME, ...argv];
   const unset = SHELL_ADDED.filter((name) => env[name] === undefined).flatMap((name) => ["-u", name]);
   // A shell also drops variables whose names are not identifiers ("com.example.x"), so those come back
   // through env's arguments too.
   const restored = Object.keys(env).filter((name) => SHELL_TOUCHED.has(name) || !IDENTIFIER.test(name));
   const restore = restored.map((name) => `${name}=${env[name] ?? ""}`);
-  return [`${GATE_READ}exec ${pdeath}${ENV} "$@"`, GATE_NAME, ...unset, "--", ...restore, ...argv];
+  return [`${GATE_READ}exec ${ENV} "$@"`, GATE_NAME, ...unset, "--", ...restore, ...argv];
 }
 
 const SETPRIV = "/usr/bin/setpriv";
 let pdeathsigSupported: boolean | undefined;
+let pdeathsigProbe: Promise<void> | undefined;
 
 /**
- * `setpriv --pdeathsig <sig> -- ` when util-linux's setpriv (2.33+) is there: the command then gets its
- * kill signal from the kernel when leader-run dies, even if the guard is killed with it. The parent
- * death signal is tied to the thread that forked the gate, which is Node's main thread (libuv spawns
- * from the loop thread), so it fires when leader-run itself ends. It reaches the group leader only; the
- * guard's timers and SIGKILL remain what stops the rest. Probed once, since older setpriv rejects it.
+ * Does the one-time work of the first `startChild` ahead of time, in the background: the setpriv probe
+ * otherwise blocks the event loop (spawnSync) for 10-30 ms between acquiring the lease and starting the
+ * child. A standby calls it while it waits; `startChild` probes synchronously if this has not finished.
  */
-function pdeathsigPrefix(killSignal: NodeJS.Signals): string {
-  if (pdeathsigSupported === undefined) {
-    pdeathsigSupported = existsSync(SETPRIV) && spawnSync(SETPRIV, ["--pdeathsig", "TERM", "--", "true"], { stdio: "ignore", timeout: 2000 }).status === 0;
-  }
-  return pdeathsigSupported ? `${SETPRIV} --pdeathsig ${killSignal.replace(/^SIG/, "")} -- ` : "";
+export function prepareStart(): Promise<void> {
+  if (pdeathsigSupported !== undefined) return Promise.resolve();
+  pdeathsigProbe ??= new Promise<void>((resolve) => {
+    if (!existsSync(SETPRIV)) {
+      pdeathsigSupported = false;
+      resolve();
+      return;
+    }
+    let probe: ChildProcess;
+    try {
+      probe = spawn(SETPRIV, ["--pdeathsig", "TERM", "--", "true"], { stdio: "ignore", timeout: 2000 });
+    } catch {
+      resolve();
+      return;
+    }
+    probe.once("error", () => resolve());
+    probe.once("exit", (code) => {
+      // A synchronous probe may have answered meanwhile; both ask the same question.
+      pdeathsigSupported ??= code === 0;
+      resolve();
+    });
+    probe.unref();
+  });
+  return pdeathsigProbe;
+}
+
+/**
+ * Whether util-linux's setpriv (2.33+) can set the parent death signal: the command then gets its kill
+ * signal from the kernel when leader-run dies, even if the guard is killed with it. The parent death
+ * signal is tied to the thread that forked the gate, which is Node's main thread (libuv spawns from the
+ * loop thread), so it fires when leader-run itself ends. It reaches the group leader only; the guard's
+ * timers and SIGKILL remain what stops the rest. Probed once, since older setpriv rejects it.
+ */
+function pdeathsigAvailable(): boolean {
+  pdeathsigSupported ??= existsSync(SETPRIV) && spawnSync(SETPRIV, ["--pdeathsig", "TERM", "--", "true"], { stdio: "ignore", timeout: 2000 }).status === 0;
+  return pdeathsigSupported;
 }
 
 class Supervised implements ChildHandle {
@@ -363,8 +407,10 @@ class Supervised implements ChildHandle {
   }
 
   private markGone(): void {
+    if (this.groupGone) return;
     this.groupGone = true;
     this.guard?.unwatch(this.pgid);
+    this.options.log?.({ type: "group_gone", pgid: this.pgid });
   }
 
   private async waitGone(ms: number): Promise<boolean> {
@@ -388,12 +434,13 @@ class Supervised implements ChildHandle {
   }
 }
 
-/** /bin/sh itself could not be started (every command starts through it, see the gate above). */
-function spawnError(error: unknown): ChildSpawnError {
+/** /bin/sh (or setpriv before it) could not be started: every command starts through it (the gate above). */
+function spawnError(error: unknown, file: string): ChildSpawnError {
   const code: unknown = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
   const errno = typeof code === "string" ? code : undefined;
   const reason = errno === "ENOENT" ? "not_found" : errno === "EACCES" ? "not_executable" : "spawn_failed";
-  return new ChildSpawnError(`cannot run ${SHELL}, which starts every command (${errno ?? "unknown error"}): install a POSIX shell`, reason, errno, {
+  const fix = file === SHELL ? "install a POSIX shell" : `check ${file}`;
+  return new ChildSpawnError(`cannot run ${file}, which starts every command (${errno ?? "unknown error"}): ${fix}`, reason, errno, {
     cause: error,
   });
 }

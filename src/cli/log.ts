@@ -43,6 +43,9 @@ export const LOG_EVENTS = [
   "restarting",
   "killing",
   "stragglers",
+  "group_gone", // debug: the child's group is gone; the lease may be released
+  "guard_armed", // debug: the guard acknowledged the child's group and deadline; the gate opens next
+  "lease_changed", // debug: the backend notified a change of the lease while campaigning
   "group_survived",
   "stopping",
   "signal_ignored",

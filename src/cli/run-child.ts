@@ -69,6 +69,7 @@ export class ChildControl {
   private deadlines: LeaseDeadlines | undefined;
   /** Settles once the last lead()'s child group is gone (or known to have survived SIGKILL). */
   private fate: Promise<GroupFate> = Promise.resolve("gone");
+  private preparing = false;
 
   constructor(
     private readonly options: RunOptions,
@@ -99,6 +100,22 @@ export class ChildControl {
 
   async close(): Promise<void> {
     await this.guard.close();
+  }
+
+  /**
+   * A standby waiting for the lease: start the guard now (idle, guarding nothing) and do the child's
+   * one-time start-up work, so that acquiring the lease is followed only by spawning the child and one
+   * acknowledged message to the guard. Fail-closed as before: the start gate opens only once the guard
+   * acknowledged the child's group with this term's deadline, and a guard that died meanwhile is
+   * replaced first (Guard.start/watch). A failure here is only logged; `lead` tries again.
+   */
+  prepare(): void {
+    if (this.preparing) return;
+    this.preparing = true;
+    void this.guard.start().catch(() => undefined);
+    void this.supervisor()
+      .then((s) => s.prepareStart())
+      .catch(() => undefined);
   }
 
   /**
@@ -317,6 +334,12 @@ export class ChildControl {
         return;
       case "group_survived":
         this.log.error("group_survived", { pgid: event.pgid, waited_ms: event.waitedMs });
+        return;
+      case "group_gone":
+        this.log.debug("group_gone", { pgid: event.pgid });
+        return;
+      case "guard_armed":
+        this.log.debug("guard_armed", { pgid: event.pgid });
         return;
       case "guard_started":
         // A restarted guard (someone killed ours) must be the one the record names.

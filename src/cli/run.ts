@@ -134,6 +134,7 @@ class LeaderRun implements EmergencyStop {
       cancel: (outcome) => this.cancel(outcome),
     });
     const watchDog = http ? newLeaderHealthzAdaptor(http.healthzTimeoutMs) : undefined;
+    if (log.isEnabled("debug")) traceWatch(lock, log);
     this.elector = new LeaderElector({
       lock,
       name: options.name,
@@ -265,6 +266,9 @@ class LeaderRun implements EmergencyStop {
         return;
       case "acquire_failed":
         this.onAcquireFailed(event.error, event.holder);
+        // Waiting as a standby: get the guard ready for a fast hand-over. Not with --no-wait, whose
+        // campaign ends here, nor before the first attempt, so an uncontended start is unchanged.
+        if (!this.options.noWait && !this.campaign.signal.aborted) this.child.prepare();
         return;
       case "renewed":
         log.debug("renewed", { term: this.elector.term(), latency_ms: Math.round(event.latencyMs), slow_path: event.slowPath });
@@ -346,4 +350,19 @@ class LeaderRun implements EmergencyStop {
     }
   }
 
+}
+
+/**
+ * Debug only: logs each change notification the backend delivers while we campaign, so a hand-over's
+ * time between the release and the standby's wake-up can be measured (docs/performance.md). The
+ * lock's own method is wrapped on the instance; the callback order is unchanged.
+ */
+function traceWatch(lock: ResourceLock, log: Logger): void {
+  const watch = lock.watch?.bind(lock);
+  if (watch === undefined) return;
+  lock.watch = (onChange, signal) =>
+    watch(() => {
+      log.debug("lease_changed", {});
+      onChange();
+    }, signal);
 }

@@ -265,6 +265,33 @@ describe("guard lifecycle", () => {
     assert.deepEqual(sleepers(m), []);
   });
 
+  test("a guard started ahead of time that died is replaced before the gate opens, and guards the child", async () => {
+    const events: ChildEvent[] = [];
+    const guard = new Guard({ stderrFormat: "quiet", log: (e) => events.push(e) });
+    // Started idle, as a waiting standby does (ChildControl.prepare), then killed before it is used:
+    // startChild is called at once, before this process has necessarily seen the guard's exit.
+    await guard.start();
+    const first = guard.pid;
+    assert.ok(first !== undefined);
+    guardGroups.push(first);
+    process.kill(first, "SIGKILL");
+    const now = performance.now();
+    guard.extend({ signalAt: now + 60_000, killAt: now + 61_000 });
+    const m = marker();
+    const child = await startChild({ command: ["sleep", m], shell: false, env: childEnv(), killSignal: "SIGTERM", killGraceMs: 2000, guard, log: (e) => events.push(e) });
+    pgids.push(child.pgid);
+    guardGroups.push(guard.pid ?? 0);
+    assert.ok(guard.pid !== undefined && guard.pid !== first, "the dead guard was not replaced");
+    const order = events.map((e) => e.type).filter((t) => t === "guard_started" || t === "guard_armed" || t === "child_started");
+    assert.deepEqual(order.slice(-3), ["guard_started", "guard_armed", "child_started"], "the gate opened before a live guard acknowledged");
+    await waitFor("the command to run", () => sleepers(m).length === 1, 5000);
+    // The replacement guards it: closing its pipe looks like our death and stops the child.
+    await guard.close();
+    const exit = await child.exited;
+    assert.equal(exit.signal, "SIGTERM");
+    assert.deepEqual(sleepers(m), []);
+  });
+
   test("fail-closed: without a guard, the command never starts", async () => {
     const ran = join(dir, "ran");
     for (const guard of [

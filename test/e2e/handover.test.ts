@@ -114,6 +114,32 @@ describe("hand-over between leader-run processes on one file lease", () => {
     }
   });
 
+  test("a waiting standby takes over on the release notification, with its guard started while it waited", async () => {
+    // A retry period far longer than any hand-over: only the backend's change notification can make the
+    // standby acquire before its next scheduled attempt, at least RP after its first one.
+    const timing = ["--lease-duration", "60s", "--renew-deadline", "40s", "--retry-period", "15s", "--kill-grace", "500ms", "--log-level", "debug"];
+    const leader = h.run("e2e-a", h.child("e2e-a", marker()), [], timing);
+    await nthStart(1);
+    const standby = h.run("e2e-b", h.child("e2e-b", marker()), [], timing);
+    const waiting = await standby.waitForLog("waiting");
+    // Ready for a fast hand-over: the guard runs (idle) before the lease is free.
+    await standby.waitForLog("guard_started");
+    leader.signal("SIGTERM");
+    assert.equal(await leader.exitCode(), 0, `${leader}`);
+    assert.equal((await nthStart(2, 30_000)).tag, "e2e-b");
+    const acquired = await standby.waitForLog("acquired");
+    const waitedMs = Date.parse(String(acquired.time)) - Date.parse(String(waiting.time));
+    assert.ok(waitedMs < 15_000, `the standby acquired ${waitedMs} ms after its first attempt: at its retry, not on the notification`);
+    const after = standby.events().slice(standby.events().indexOf("waiting"));
+    const order = after.filter((e) => ["guard_started", "lease_changed", "acquired", "guard_armed", "child_started"].includes(e));
+    // Woken by the release, and at acquisition only the child's deadline went to the guard already running.
+    assert.deepEqual(order.slice(order.indexOf("acquired") - 1), ["lease_changed", "acquired", "guard_armed", "child_started"], `${standby}`);
+    assert.equal(order.filter((e) => e === "guard_started").length, 1, `${standby}`);
+    assert.ok(order.indexOf("guard_started") < order.indexOf("acquired"), `${standby}`);
+    standby.signal("SIGTERM");
+    assert.equal(await standby.exitCode(), 0, `${standby}`);
+  });
+
   test("SIGKILL of leader-run: the watchdog stops the child's group long before the lease can expire, then a standby takes over", async (t) => {
     // A longer lease than elsewhere, so "long before it expires" and "faster than waiting for expiry"
     // are far apart; the test itself still takes only as long as the fast path.

@@ -157,6 +157,49 @@ describe("the guarded child process group survives its leader being SIGKILLed", 
   });
 });
 
+describe("a standby's watch sees a holder on this host die", { timeout: 60_000 }, () => {
+  test("it notifies once the SIGKILLed holder and its group are gone, though the lease file never changed", async (t) => {
+    if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable: no dead-holder detection");
+    const dir = join(root.dir, `watch${++n}`);
+    const tag = randomBytes(4).readUInt32BE(0).toString();
+    const worker = spawnWorker(guardWorker, { dir, name: "job", identity: "holder", leaseDuration: 20_000, renewDeadline: 15_000, retryPeriod: 4_000, tag, watchdog: false });
+    const lock = new FileLock({ name: "job", identity: "standby", dir, leaseDurationMs: 20_000 });
+    const stopWatch = new AbortController();
+    try {
+      let guarded: string[] = [];
+      await waitFor(() => {
+        guarded = worker.out().split("\n").find((l) => l.startsWith("guarded "))?.split(" ") ?? [];
+        return guarded.length > 0 || worker.child.exitCode !== null;
+      }, 30_000, "the worker to lead and record its child's group").catch((e: Error) => {
+        throw new Error(`${e.message}\nworker stderr:\n${worker.err()}`);
+      });
+      assert.ok(guarded.length > 0, `worker exited early:\n${worker.err()}`);
+      const pgid = Number(guarded[1]);
+      groups.add(pgid);
+      await procs.kill(worker.child);
+      const before = await readFile(join(dir, "job"), "utf8");
+      // The standby has read the record (as its elector does before waiting), then watches.
+      assert.equal((await lock.get()).record.holderIdentity, "holder");
+      let notified = 0;
+      lock.watch(() => notified++, stopWatch.signal);
+      // The holder is dead but its child's group still runs: nothing to tell yet.
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.equal(notified, 0, "notified while the dead holder's group still ran");
+      killGroup(pgid);
+      await waitFor(() => notified > 0, 15_000, "a notification after the group was killed");
+      assert.equal(await readFile(join(dir, "job"), "utf8"), before, "the lease file changed");
+      // One per holder process, not one per look.
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.equal(notified, 1);
+      assert.equal((await lock.get()).record.holderIdentity, "", "the holder reads as gone");
+    } finally {
+      stopWatch.abort();
+      await lock.close();
+      await procs.kill(worker.child);
+    }
+  });
+});
+
 describe("one identity, one process", { timeout: 60_000 }, () => {
   test("a second live process with the same identity is refused with a permanent error, and takes over once the first is SIGKILLed", async (t) => {
     if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable: clashes are not detectable");

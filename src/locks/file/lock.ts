@@ -17,7 +17,7 @@ import { emptyRecord, type LeaderElectionRecord } from "../../election/record.js
 import { decodeLeaseFile, encodeLeaseFile, salvageTransitions, type HolderInfo, type LeaseFile } from "./format.js";
 import { FileMutex, type MutexHandle } from "./mutex.js";
 import { closeWriter, isOurs, openWriter, writerState } from "./liveness.js";
-import { currentProcess, errno, processStartTime } from "./process.js";
+import { currentProcess, errno, processStartTime, sameHost } from "./process.js";
 import type { GuardOptions, ProcessGuard } from "../backend.js";
 import { LockConfigError } from "../errors.js";
 
@@ -75,6 +75,8 @@ const MAX_NAME = 200; // leaves room in NAME_MAX (255) for the helper files' suf
 const MAX_FILE_BYTES = 1 << 20;
 const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 const CREATE_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
+/** How often a watching standby looks whether the holder process on this host still exists (kill 0). */
+const HOLDER_LOOK_MS = 100;
 
 /** Throws `FileLockConfigError` unless `name` is a plain file name that cannot leave the directory. */
 export function validateLeaseName(name: string): void {
@@ -138,6 +140,11 @@ export class FileLock implements ResourceLock, ProcessGuard {
   private guardedPgid: number | undefined;
   private watchdog: { pid: number; startTime: Promise<number | null> } | undefined;
   private readonly watchers = new Set<() => void>();
+  /**
+   * The holder of the record last read, when it is another process on this host: its death changes
+   * nothing in the file, so `watch` looks for it (see there).
+   */
+  private localHolder: HolderInfo | undefined;
   /** Names this object in the file: another FileLock of this process is another writer. */
   private readonly writer = randomBytes(8).toString("hex");
 
@@ -229,7 +236,9 @@ export class FileLock implements ResourceLock, ProcessGuard {
       }
       this.corrupt = undefined;
       if (asBase) this.expected = content;
-      const record = (await this.holderIsGone(parsed)) ? { ...parsed.record, holderIdentity: "" } : parsed.record;
+      const gone = await this.holderIsGone(parsed);
+      this.localHolder = gone || parsed.record.holderIdentity === "" ? undefined : await this.otherLocalProcess(parsed.holder);
+      const record = gone ? { ...parsed.record, holderIdentity: "" } : parsed.record;
       return { record, raw: content };
     });
   }
@@ -275,10 +284,45 @@ export class FileLock implements ResourceLock, ProcessGuard {
     });
   }
 
+  /**
+   * Notifies on every change of the lease file (inotify on the directory), and when a holder process on
+   * this host is gone with its guard and group: a crashed holder changes nothing in the file, and the
+   * standby would otherwise notice only at its next attempt. While the holder process exists that look
+   * is one kill(pid, 0) per HOLDER_LOOK_MS; once it is gone, the same liveness check `get` uses (the
+   * guard and the group may take a moment longer), until it says gone: then one notification, and the
+   * elector reads the lease as after any other change. Only a hint, like the file notifications.
+   */
   watch(onChange: () => void, signal: AbortSignal): void {
     if (signal.aborted) return;
     let watcher: FSWatcher | undefined;
     let retry: NodeJS.Timeout | undefined;
+    let looking = false;
+    // One notification per holder process: every read decodes a new HolderInfo for the same process.
+    let reported: string | undefined;
+    const processOf = (h: HolderInfo | undefined): string | undefined => (h === undefined ? undefined : `${h.pid}/${h.startTime ?? "?"}`);
+    const lookAtHolder = (): void => {
+      const holder = this.localHolder;
+      if (holder === undefined || processOf(holder) === reported || looking) return;
+      try {
+        process.kill(holder.pid, 0);
+        return; // it exists (or its pid was reused): nothing to tell
+      } catch (err) {
+        if (errno(err) !== "ESRCH") return;
+      }
+      looking = true;
+      void writerState(holder, this.writer)
+        .then((state) => {
+          if (state.state !== "gone" || signal.aborted || processOf(holder) !== processOf(this.localHolder)) return;
+          reported = processOf(holder);
+          notify();
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          looking = false;
+        });
+    };
+    const holderTimer = setInterval(lookAtHolder, HOLDER_LOOK_MS);
+    holderTimer.unref();
     const notify = (): void => {
       try {
         onChange();
@@ -316,6 +360,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
       watcher?.close();
       watcher = undefined;
       clearTimeout(retry);
+      clearInterval(holderTimer);
       this.watchers.delete(stop);
       signal.removeEventListener("abort", stop);
     };
@@ -453,6 +498,13 @@ export class FileLock implements ResourceLock, ProcessGuard {
         `for the lease duration (${left}s left); fix or remove it if no leader-run process uses it`,
       { cause: err },
     );
+  }
+
+  /** The record's holder when it is another process on this host (one whose death we can see). */
+  private async otherLocalProcess(holder: HolderInfo | null): Promise<HolderInfo | undefined> {
+    if (holder === null) return undefined;
+    const self = await currentProcess();
+    return sameHost(self, holder) && holder.pid !== self.pid ? holder : undefined;
   }
 
   /** The holder process on this host is gone, and so are its child's group and its watchdog. */
