@@ -152,6 +152,8 @@ export class FileLock implements ResourceLock, ProcessGuard {
   /** The first contact with the location (mount check, probe); see `contact`. */
   private ready: Promise<void> | undefined;
   private probe: { cancel(): void } | undefined;
+  /** Whether the location is on a file system that can hang (see probe.ts); read once. */
+  private mayHang: boolean | undefined;
   private closed = false;
   /** Names this object in the file: another FileLock of this process is another writer. */
   private readonly writer = randomBytes(8).toString("hex");
@@ -316,10 +318,15 @@ export class FileLock implements ResourceLock, ProcessGuard {
     };
     // The directory, not the file: the file is replaced by rename() on every write. fs.watch() resolves
     // the path synchronously, on the main thread: on a hung mount it would freeze the whole process,
-    // signals included. So it starts only once the location answered (`contact`) and a bounded lstat
-    // of the directory just did: only a mount that hangs within that instant can still freeze us.
+    // signals included. So on a file system that can hang it starts only once the location answered
+    // (`contact`) and a bounded lstat of the directory just did: only a mount that hangs within that
+    // instant can still freeze us. On a local one it starts at once, as callers expect of watch().
     const start = (): void => {
       if (signal.aborted) return;
+      if (!this.locationMayHang()) {
+        watchNow();
+        return;
+      }
       this.contact()
         .then(() => {
           if (signal.aborted || this.closed) throw new Error("stopped");
@@ -401,7 +408,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
   private contact(): Promise<void> {
     if (this.established) return Promise.resolve();
     this.ready ??= (async () => {
-      if (!needsProbe(await mountTypes(this.dir))) return;
+      if (!this.locationMayHang()) return;
       // Closed while reading the mount table (a campaign stopped at once): no probe can be cancelled now.
       if (this.closed) throw new LockError(`the lock on ${this.path} was closed before its location was checked`);
       const probe = probePaths([this.dir, this.path, this.mutex.path], this.fs.timeoutMs);
@@ -420,6 +427,11 @@ export class FileLock implements ResourceLock, ProcessGuard {
       throw error;
     });
     return this.ready;
+  }
+
+  private locationMayHang(): boolean {
+    this.mayHang ??= needsProbe(mountTypes(this.dir));
+    return this.mayHang;
   }
 
   private helperPath(kind: string): string {

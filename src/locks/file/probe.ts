@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 
 /**
  * Before the file lock touches a location on a file system that may hang (NFS, SMB, FUSE, 9p, ...),
@@ -32,10 +32,11 @@ function unescape(path: string): string {
  * The file-system types of the mount holding `dir` and of every mount inside it; undefined when the
  * mount table cannot be read (not Linux): then nothing is probed.
  */
-export async function mountTypes(dir: string): Promise<string[] | undefined> {
+export function mountTypes(dir: string): string[] | undefined {
   let text: string;
   try {
-    text = await readFile("/proc/self/mountinfo", "utf8");
+    // Synchronous: procfs answers from the kernel's memory, and FileLock.watch must decide at once.
+    text = readFileSync("/proc/self/mountinfo", "utf8");
   } catch {
     return undefined;
   }
