@@ -11,4 +11,8 @@ try {
   process.stderr.write("leader-run: not built yet (dist/bin/main.js is missing); run `npm run build` first\n");
   process.exitCode = 70;
 }
-if (cli) process.exitCode = await cli.main(process.argv.slice(2));
+if (cli) {
+  process.exitCode = await cli.main(process.argv.slice(2));
+  // A lock call that never returned (a hung mount) would keep the process from exiting: end by a signal.
+  cli.endIfHung?.(process.exitCode);
+}

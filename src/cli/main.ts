@@ -3,6 +3,7 @@ import { formatWithOptions } from "node:util";
 import { LockError } from "../election/lock.js";
 import { redactSecrets } from "../locks/url.js";
 import { CliError, ExitCode, LockConfigError, REPORT_HINT } from "./errors.js";
+import { noteHungExit } from "./exit.js";
 import { createLogger } from "./log.js";
 import type { LogSink, Logger } from "./log.js";
 import { parseCommandLine } from "./options.js";
@@ -23,6 +24,8 @@ export interface MainIO {
 
 const PREFIX = "leader-run: ";
 
+export { endIfHung } from "./exit.js";
+
 export async function main(argv: readonly string[], io: Partial<MainIO> = {}): Promise<number> {
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
@@ -40,7 +43,9 @@ export async function main(argv: readonly string[], io: Partial<MainIO> = {}): P
       const restore = routeConsole(log);
       try {
         const { runLeader } = await import("./run.js");
-        return await runLeader(parsed.options, log);
+        const code = await runLeader(parsed.options, log);
+        await noteHungExit(log, code);
+        return code;
       } finally {
         restore();
       }
@@ -49,7 +54,14 @@ export async function main(argv: readonly string[], io: Partial<MainIO> = {}): P
     for (const warning of parsed.options.warnings) log.warn("warning", {}, warning);
     const restore = routeConsole(log);
     try {
-      return await oneShot(parsed, log, stdout);
+      const code = await oneShot(parsed, log, stdout);
+      await noteHungExit(log, code);
+      return code;
+    } catch (e) {
+      const code = exitCodeFor(e).code;
+      const reported = reportError(e, stderr, parsed.options.logLevel === "debug", asksJson(parsed));
+      await noteHungExit(log, code);
+      return reported;
     } finally {
       restore();
     }

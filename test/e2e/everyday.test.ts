@@ -3,12 +3,12 @@ import { existsSync } from "node:fs";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { E2E, TIMING, delay, marker, overlapSampler, useE2E, waitFor } from "./support.js";
+import { E2E, TIMING, delay, marker, useE2E, waitFor } from "./support.js";
 
 /**
  * Issue #14, everyday use, against the real CLI: unusable lock locations, the first stop signal,
  * read-only commands, cron (--quiet, --min-hold), the commands people type, JSON errors, crashes and
- * commands that cannot run.
+ * commands that cannot run. Step-down and status --watch on every backend: backends.test.ts.
  */
 
 let h: E2E;
@@ -127,32 +127,6 @@ describe("a CLI that never surprises", () => {
   });
 });
 
-describe("status --watch", () => {
-  test("prints one JSON object per change of holder until interrupted", async () => {
-    const watcher = h.spawn("watch", ["status", "--lock", h.lockUrl, "--name", h.name, "--watch", "--output", "json"]);
-    const states = (): { state: string; holder: string | null }[] =>
-      watcher.stdout
-        .split("\n")
-        .filter((l) => l.startsWith("{"))
-        .map((l) => JSON.parse(l) as { state: string; holder: string | null });
-    await waitFor("the first status line", () => states().length >= 1);
-    const a = h.run("e2e-a", h.child("e2e-a", marker()));
-    await waitFor("the watcher to see e2e-a", () => states().some((s) => s.holder === "e2e-a"), 20_000);
-    await h.waitForChildEvent("e2e-a's child to start", (e) => e.kind === "start");
-    a.signal("SIGTERM");
-    assert.equal(await a.exitCode(), 0, `${a}`);
-    await waitFor("the watcher to see the release", () => states().at(-1)?.state === "released", 20_000);
-    watcher.signal("SIGINT");
-    assert.equal(await watcher.exitCode(), 0, `${watcher}`);
-    assert.deepEqual(
-      states().map((s) => `${s.state}:${s.holder ?? ""}`),
-      ["absent:", "live:e2e-a", "released:"],
-      "one line per change, no line per renewal",
-    );
-    assert.equal(watcher.stderr, "");
-  });
-});
-
 describe("lifecycle hooks", () => {
   test("hooks get the lease, identity, term and new leader, are time-limited and logged, and delay neither the child nor the release", async () => {
     const file = join(h.work, "hooks.log");
@@ -189,31 +163,6 @@ describe("lifecycle hooks", () => {
 });
 
 describe("step-down", () => {
-  test("a hand-over requested with step-down: the old child is gone before the new one starts (0 overlap), the old leader exits 0", async () => {
-    const ma = marker();
-    const mb = marker();
-    const a = h.run("e2e-a", h.child("e2e-a", ma));
-    const startA = await h.waitForChildEvent("e2e-a's child to start", (e) => e.kind === "start" && e.tag === "e2e-a");
-    const b = h.run("e2e-b", h.child("e2e-b", mb));
-    await b.waitForStandby();
-    const sampler = overlapSampler([ma, mb]);
-    await waitFor("the sampler to see e2e-a's child", () => sampler.seen.has(ma));
-    const step = await h.oneShot("step-down");
-    assert.equal(step.code, 0, `${step.stdout}${step.stderr}`);
-    assert.match(step.stdout, new RegExp(`^e2e-a handed lease ${h.name} over; e2e-b leads now \\(term \\d+\\)\\n$`));
-    assert.equal(await a.exitCode(), 0, `${a}`);
-    assert.ok(a.logs().some((l) => l.event === "handing_over"), a.stderr);
-    const startB = await h.waitForChildEvent("e2e-b's child to start", (e) => e.kind === "start" && e.tag === "e2e-b");
-    await waitFor("the sampler to see e2e-b's child", () => sampler.seen.has(mb));
-    const { overlaps } = await sampler.stop();
-    assert.deepEqual(overlaps, [], "both children were alive at once");
-    const stopA = (await h.childEvents()).find((e) => e.kind === "stop" && e.pid === startA.pid);
-    assert.ok(stopA, "e2e-a's child was not stopped with its signal");
-    assert.ok(stopA.ms < startB.ms, `e2e-b's child started ${stopA.ms - startB.ms} ms before e2e-a's stopped`);
-    b.signal("SIGTERM");
-    assert.equal(await b.exitCode(), 0, `${b}`);
-  });
-
   test("step-down of a free lease exits 3; JSON when asked", async () => {
     const r = await h.oneShot("step-down", ["--output", "json"]);
     assert.equal(r.code, 3, r.stderr);

@@ -301,23 +301,32 @@ export class E2E {
   private readonly procs: LeaderRunProcess[] = [];
   private static count = 0;
 
-  private constructor(readonly work: string) {
+  private constructor(
+    readonly work: string,
+    private readonly lockFlags: readonly string[] | undefined,
+  ) {
     E2E.count += 1;
     this.name = `e2e-${process.pid}-${E2E.count}`;
     this.lockDir = join(work, "lock");
     this.eventsFile = join(work, "events.log");
   }
 
-  static async create(): Promise<E2E> {
+  /** `lockFlags`: the flags naming another backend's lock (default: `--lock file:<this test's dir>`). */
+  static async create(lockFlags?: (work: string) => readonly string[]): Promise<E2E> {
     assertBuilt();
     const work = await mkdtemp(join(tmpdir(), "leader-run-e2e-"));
-    const h = new E2E(work);
+    const h = new E2E(work, lockFlags?.(work));
     await mkdir(h.lockDir, { mode: 0o700 });
     return h;
   }
 
   get lockUrl(): string {
     return `file:${this.lockDir}`;
+  }
+
+  /** The flags that name this test's lock (`--lock …` and what that backend needs besides). */
+  get lockArgs(): string[] {
+    return [...(this.lockFlags ?? ["--lock", this.lockUrl])];
   }
 
   get leasePath(): string {
@@ -342,13 +351,13 @@ export class E2E {
 
   /** A leader-run of this test's lease with `timing` (default: the short one), JSON logs and `--identity <identity>`. */
   run(identity: string, command: readonly string[], extra: readonly string[] = [], timing: readonly string[] = TIMING): LeaderRunProcess {
-    return this.spawn(identity, ["--lock", this.lockUrl, "--name", this.name, "--identity", identity, "--log-format", "json", ...timing, ...extra, "--", ...command]);
+    return this.spawn(identity, [...this.lockArgs, "--name", this.name, "--identity", identity, "--log-format", "json", ...timing, ...extra, "--", ...command]);
   }
 
   /** `leader-run status|release …` on this test's lease. */
-  async oneShot(command: "status" | "release" | "step-down", extra: readonly string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const p = this.spawn(command, [command, "--lock", this.lockUrl, "--name", this.name, ...extra]);
-    const { code } = await p.exit(20_000);
+  async oneShot(command: "status" | "release" | "step-down", extra: readonly string[] = [], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const p = this.spawn(command, [command, ...this.lockArgs, "--name", this.name, ...extra]);
+    const { code } = await p.exit(timeoutMs);
     return { code, stdout: p.stdout, stderr: p.stderr };
   }
 

@@ -22,7 +22,8 @@ export const fileBackend: LockBackend<"file"> = {
   kind: "file",
   capabilities: fileCapabilities,
   async open(spec, options) {
-    const fileOptions: FileLockOptions = { name: options.name, identity: options.identity, leaseDurationMs: options.leaseDurationMs };
+    // A file-system call slower than the renew deadline has cost a leader its lease anyway.
+    const fileOptions: FileLockOptions = { name: options.name, identity: options.identity, leaseDurationMs: options.leaseDurationMs, fsTimeoutMs: options.renewDeadlineMs };
     if (spec.dir !== undefined) fileOptions.dir = spec.dir;
     const lock = new FileLock(fileOptions);
     return { lock, processGuard: lock };

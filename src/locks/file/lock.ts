@@ -15,7 +15,9 @@ import {
 } from "../../election/lock.js";
 import { emptyRecord, type LeaderElectionRecord } from "../../election/record.js";
 import { decodeLeaseFile, encodeLeaseFile, salvageTransitions, type HolderInfo, type LeaseFile } from "./format.js";
+import { BoundedFs, isFileSystemTimeout, seconds } from "./bounded.js";
 import { FileMutex, type MutexHandle } from "./mutex.js";
+import { mountTypes, needsProbe, probePaths, ProbeTimeoutError } from "./probe.js";
 import { closeWriter, isOurs, openWriter, writerState } from "./liveness.js";
 import { currentProcess, errno, processStartTime, sameHost } from "./process.js";
 import type { GuardOptions, ProcessGuard } from "../backend.js";
@@ -51,6 +53,12 @@ export interface FileLockOptions {
   clock?: Clock;
   /** How long a crashed or hung writer may block the critical section. Default 5000. */
   criticalSectionStaleMs?: number;
+  /**
+   * How long one file-system call may take before it is abandoned and the operation fails (a hung NFS
+   * or FUSE mount); see bounded.ts. The CLI passes the renew deadline: a call that slow has cost a
+   * leader its lease anyway. Default 10000.
+   */
+  fsTimeoutMs?: number;
 }
 
 /** Another live process on this host campaigns with our identity: a configuration error (exit 69). */
@@ -145,6 +153,15 @@ export class FileLock implements ResourceLock, ProcessGuard {
    * nothing in the file, so `watch` looks for it (see there).
    */
   private localHolder: HolderInfo | undefined;
+  private readonly fs: BoundedFs;
+  /** An operation completed here once: from then on a hung call is an outage, not a wrong location. */
+  private established = false;
+  /** The first contact with the location (mount check, probe); see `contact`. */
+  private ready: Promise<void> | undefined;
+  private probe: { cancel(): void } | undefined;
+  /** Whether the location is on a file system that can hang (see probe.ts); read once. */
+  private mayHang: boolean | undefined;
+  private closed = false;
   /** Names this object in the file: another FileLock of this process is another writer. */
   private readonly writer = randomBytes(8).toString("hex");
 
@@ -159,8 +176,14 @@ export class FileLock implements ResourceLock, ProcessGuard {
     this.path = join(this.dir, this.name);
     this.leaseDurationMs = ld;
     this.clock = options.clock ?? systemClock;
+    const fsTimeoutMs = options.fsTimeoutMs ?? 10_000;
+    if (!(fsTimeoutMs > 0)) throw new FileLockConfigError(`fsTimeoutMs must be positive, got ${fsTimeoutMs}`);
+    this.fs = new BoundedFs(this.dir, fsTimeoutMs, () => !this.established);
     // Helper files start with '.' and use '~', which lease names cannot contain: no name can clash.
-    this.mutex = new FileMutex(this.helperPath("lock"), { staleMs: options.criticalSectionStaleMs ?? 5000 });
+    this.mutex = new FileMutex(this.helperPath("lock"), {
+      staleMs: options.criticalSectionStaleMs ?? 5000,
+      run: (what, path, work) => this.fs.run(what, path, work),
+    });
     openWriter(this.writer);
   }
 
@@ -210,11 +233,11 @@ export class FileLock implements ResourceLock, ProcessGuard {
       changed = true;
     }
     if (!changed) return Promise.resolve(false);
-    return withAbort(options.signal, () => this.persistGuard(options.signal)).catch(() => false);
+    return this.operation(options.signal, () => this.persistGuard(options.signal)).catch(() => false);
   }
 
   get(signal?: AbortSignal): Promise<{ record: LeaderElectionRecord; raw: string }> {
-    return withAbort(signal, async () => {
+    return this.operation(signal, async () => {
       // Reading never creates anything: a mistyped `status --lock file:…` must not leave a directory.
       if (!(await this.ensureDir(false))) throw new NotFoundError(`lock directory ${this.dir} does not exist`);
       const generation = this.generation;
@@ -244,11 +267,11 @@ export class FileLock implements ResourceLock, ProcessGuard {
   }
 
   create(record: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
-    return withAbort(signal, async () => {
+    return this.operation(signal, async () => {
       await this.ensureDir();
       await this.critical(signal, async (mutex) => {
         try {
-          await lstat(this.path);
+          await this.fs.run(`lstat ${this.path}`, this.path, () => lstat(this.path));
           throw new AlreadyExistsError(`lease file ${this.path} already exists`);
         } catch (err) {
           if (errno(err) !== "ENOENT") throw err;
@@ -266,7 +289,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
    * fully before (and is the base we compare with) or fully after (and amends what we wrote).
    */
   update(record: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
-    return withAbort(signal, async () => {
+    return this.operation(signal, async () => {
       await this.ensureDir();
       await this.critical(signal, async (mutex) => {
         const expected = this.expected;
@@ -337,9 +360,34 @@ export class FileLock implements ResourceLock, ProcessGuard {
       retry = setTimeout(start, gaps++ < 10 ? 50 : 1000);
       retry.unref();
     };
-    // The directory, not the file: the file is replaced by rename() on every write.
+    // The directory, not the file: the file is replaced by rename() on every write. fs.watch() resolves
+    // the path synchronously, on the main thread: on a hung mount it would freeze the whole process,
+    // signals included. So on a file system that can hang it starts only once the location answered
+    // (`contact`) and a bounded lstat of the directory just did: only a mount that hangs within that
+    // instant can still freeze us. On a local one it starts at once, as callers expect of watch().
     const start = (): void => {
       if (signal.aborted) return;
+      if (!this.locationMayHang()) {
+        watchNow();
+        return;
+      }
+      this.contact()
+        .then(() => {
+          if (signal.aborted || this.closed) throw new Error("stopped");
+          return this.fs.run(`lstat ${this.dir}`, this.dir, () => lstat(this.dir));
+        })
+        .then(
+          () => watchNow(),
+          () => {
+            if (!signal.aborted && !this.closed) restartLater();
+          },
+        );
+    };
+    const watchNow = (): void => {
+      if (signal.aborted || this.fs.hung() !== undefined) {
+        if (!signal.aborted) restartLater();
+        return;
+      }
       try {
         watcher = fsWatch(this.dir, { persistent: false }, (_event, filename) => {
           if (filename === null || filename === this.name) notify();
@@ -370,8 +418,65 @@ export class FileLock implements ResourceLock, ProcessGuard {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     closeWriter(this.writer);
     for (const stop of [...this.watchers]) stop();
+    this.probe?.cancel();
+  }
+
+  /**
+   * Runs one operation of the lock, rejecting as soon as `signal` aborts. Before the first one, checks
+   * that the location answers at all (`contact`). Remembers that an operation completed here, which
+   * turns later hangs from "unusable location" (exit 69) into an outage.
+   */
+  private operation<T>(signal: AbortSignal | undefined, work: () => Promise<T>): Promise<T> {
+    return withAbort(signal, async () => {
+      await this.contact();
+      // Given up on meanwhile: touch nothing.
+      signal?.throwIfAborted();
+      try {
+        const result = await work();
+        this.established = true;
+        return result;
+      } catch (error) {
+        if (!isFileSystemTimeout(error) && (error as Error | null)?.name !== "AbortError") this.established = true;
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * On a file system that can hang (network, FUSE: see probe.ts) the first contact is a stat of our
+   * paths by a throw-away process, killed if it does not answer: then the location is refused (exit
+   * 69) while no call of ours is stuck, and the process can still exit. Once per lock while it works.
+   */
+  private contact(): Promise<void> {
+    if (this.established) return Promise.resolve();
+    this.ready ??= (async () => {
+      if (!this.locationMayHang()) return;
+      // Closed while reading the mount table (a campaign stopped at once): no probe can be cancelled now.
+      if (this.closed) throw new LockError(`the lock on ${this.path} was closed before its location was checked`);
+      const probe = probePaths([this.dir, this.path, this.mutex.path], this.fs.timeoutMs);
+      this.probe = probe;
+      try {
+        await probe.done;
+      } catch (error) {
+        if (error instanceof ProbeTimeoutError) throw this.fs.error(error.path, `did not answer within ${seconds(this.fs.timeoutMs)} (stat)`);
+        throw error;
+      } finally {
+        this.probe = undefined;
+      }
+    })().catch((error: unknown) => {
+      // Ask again next time: the mount may have come back.
+      this.ready = undefined;
+      throw error;
+    });
+    return this.ready;
+  }
+
+  private locationMayHang(): boolean {
+    this.mayHang ??= needsProbe(mountTypes(this.dir));
+    return this.mayHang;
   }
 
   private helperPath(kind: string): string {
@@ -528,23 +633,25 @@ export class FileLock implements ResourceLock, ProcessGuard {
     const tmp = this.helperPath(`tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
     let placed = false;
     try {
-      const fh = await open(tmp, CREATE_FLAGS, 0o644);
-      try {
-        await fh.writeFile(content);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      await this.fs.run(`write ${tmp}`, tmp, async () => {
+        const fh = await open(tmp, CREATE_FLAGS, 0o644);
+        try {
+          await fh.writeFile(content);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      });
       // Nothing may land once the caller has given up on us or our critical section was broken.
       signal?.throwIfAborted();
       await mutex.verify();
       signal?.throwIfAborted();
       if (how === "rename") {
-        await rename(tmp, this.path);
+        await this.fs.run(`rename ${tmp}`, this.path, () => rename(tmp, this.path));
         placed = true;
       } else {
         try {
-          await link(tmp, this.path);
+          await this.fs.run(`link ${tmp}`, this.path, () => link(tmp, this.path));
         } catch (err) {
           if (errno(err) === "EEXIST") throw new AlreadyExistsError(`lease file ${this.path} already exists`);
           throw err;
@@ -553,7 +660,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
     } catch (err) {
       throw this.fsError(err, `cannot write lease file ${this.path}`);
     } finally {
-      if (!placed) await unlink(tmp).catch(() => undefined);
+      if (!placed) await this.fs.run(`unlink ${tmp}`, tmp, () => unlink(tmp)).catch(() => undefined);
     }
     await this.syncDir();
   }
@@ -564,34 +671,40 @@ export class FileLock implements ResourceLock, ProcessGuard {
    */
   private async removeStrays(): Promise<void> {
     const prefixes = [`.${this.name}~tmp-`, `.${this.name}~lock.broken-`, `.${this.name}~lock.new-`];
-    let entries: string[];
-    try {
-      entries = await readdir(this.dir);
-    } catch {
-      return;
-    }
-    await Promise.all(
-      entries
-        .filter((e) => prefixes.some((p) => e.startsWith(p)))
-        .map((e) => unlink(join(this.dir, e)).catch(() => undefined)),
-    );
+    // One bounded call, one unlink at a time: a hang holds one thread, not one per stray.
+    await this.fs
+      .run(`clean up ${this.dir}`, this.dir, async () => {
+        for (const e of await readdir(this.dir)) {
+          if (prefixes.some((p) => e.startsWith(p))) await unlink(join(this.dir, e)).catch(() => undefined);
+        }
+      })
+      .catch((err: unknown) => {
+        if (isFileSystemTimeout(err)) throw err;
+      });
   }
 
   private async syncDir(): Promise<void> {
-    try {
-      const fh = await open(this.dir, constants.O_RDONLY);
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    } catch {
-      // Durability across power loss only; some filesystems cannot fsync a directory.
-    }
+    await this.fs
+      .run(`fsync ${this.dir}`, this.dir, async () => {
+        const fh = await open(this.dir, constants.O_RDONLY);
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      })
+      .catch(() => {
+        // Durability across power loss only; some filesystems cannot fsync a directory. (A hang here
+        // is not ours to report: the record is in place, and the next call meets the hang anyway.)
+      });
   }
 
   /** The lease file's bytes, or null when absent. Refuses symlinks, foreign files and writable modes. */
-  private async readLease(): Promise<string | null> {
+  private readLease(): Promise<string | null> {
+    return this.fs.run(`read ${this.path}`, this.path, () => this.readLeaseNow());
+  }
+
+  private async readLeaseNow(): Promise<string | null> {
     let fh;
     try {
       fh = await open(this.path, READ_FLAGS);
@@ -621,14 +734,15 @@ export class FileLock implements ResourceLock, ProcessGuard {
    */
   private async ensureDir(create = true): Promise<boolean> {
     let st: Stats;
+    const lstatDir = (): Promise<Stats> => this.fs.run(`lstat ${this.dir}`, this.dir, () => lstat(this.dir));
     try {
-      st = await lstat(this.dir);
+      st = await lstatDir();
     } catch (err) {
       if (errno(err) !== "ENOENT") throw this.fsError(err, `cannot use lock directory ${this.dir}`);
       if (!create) return false;
       await this.makeDirs(this.dir);
       try {
-        st = await lstat(this.dir);
+        st = await lstatDir();
       } catch (err2) {
         throw this.fsError(err2, `cannot create lock directory ${this.dir}`);
       }
@@ -650,7 +764,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
     let at = dir;
     for (;;) {
       try {
-        await lstat(at);
+        await this.fs.run(`lstat ${at}`, at, () => lstat(at));
         break;
       } catch (err) {
         if (errno(err) !== "ENOENT") throw this.fsError(err, `cannot create lock directory ${dir}: cannot use ${at}`);
@@ -662,7 +776,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
     }
     for (const path of missing) {
       try {
-        await mkdir(path, { mode: 0o700 });
+        await this.fs.run(`mkdir ${path}`, path, () => mkdir(path, { mode: 0o700 }));
       } catch (err) {
         if (errno(err) === "EEXIST") continue; // another process made it meanwhile
         if (errno(err) === "ENOENT") {

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { link, lstat, open, readFile, rename, unlink } from "node:fs/promises";
+import { link, lstat, open, rename, unlink } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
 import { LockError, PermanentLockError } from "../../election/lock.js";
@@ -29,6 +29,11 @@ export interface FileMutexOptions {
   staleMs?: number;
   /** Give up waiting after this long. Default `2 * staleMs`. */
   timeoutMs?: number;
+  /**
+   * Runs each file-system step (`what`: the call and its path); the file lock bounds them in time
+   * (bounded.ts). Default: as they are.
+   */
+  run?: <T>(what: string, path: string, work: () => Promise<T>) => Promise<T>;
 }
 
 interface LockInfo extends ProcessIdentity {
@@ -42,16 +47,31 @@ export interface MutexHandle {
 }
 
 const CREATE_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
+/** O_NONBLOCK: a FIFO put where the lock file belongs must not block open() (it would hang for good). */
+const READ_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW;
+
+/** The lock file's bytes; a FIFO or another special file reads as nothing instead of blocking. */
+async function readLockFile(path: string): Promise<string> {
+  const fh = await open(path, READ_FLAGS);
+  try {
+    if (!(await fh.stat()).isFile()) return "";
+    return await fh.readFile("utf8");
+  } finally {
+    await fh.close();
+  }
+}
 
 export class FileMutex {
   readonly path: string;
   private readonly staleMs: number;
   private readonly timeoutMs: number;
+  private readonly run: <T>(what: string, path: string, work: () => Promise<T>) => Promise<T>;
 
   constructor(path: string, options: FileMutexOptions = {}) {
     this.path = path;
     this.staleMs = options.staleMs ?? 5000;
     this.timeoutMs = options.timeoutMs ?? 2 * this.staleMs;
+    this.run = options.run ?? ((_what, _path, work) => work());
   }
 
   async acquire(signal?: AbortSignal): Promise<MutexHandle> {
@@ -63,8 +83,8 @@ export class FileMutex {
     for (;;) {
       signal?.throwIfAborted();
       const acquiredAt = performance.now();
-      if (await this.tryCreate(content)) return this.handle(content, acquiredAt);
-      const verdict = await this.breakIfStale(self);
+      if (await this.run(`create ${this.path}`, this.path, () => this.tryCreate(content))) return this.handle(content, acquiredAt);
+      const verdict = await this.run(`inspect ${this.path}`, this.path, () => this.breakIfStale(self));
       holder = verdict.holder ?? holder;
       if (performance.now() - start > this.timeoutMs) {
         throw new LockError(
@@ -116,9 +136,10 @@ export class FileMutex {
     const maxHoldMs = this.staleMs / 2;
     const stillOurs = async (): Promise<boolean> => {
       try {
-        return (await readFile(this.path, "utf8")) === content;
-      } catch {
-        return false;
+        return (await this.run(`read ${this.path}`, this.path, () => readLockFile(this.path))) === content;
+      } catch (err) {
+        if (errno(err) === "ENOENT") return false;
+        throw err;
       }
     };
     return {
@@ -131,7 +152,7 @@ export class FileMutex {
       },
       release: async () => {
         // If it was broken, the file there now belongs to somebody else.
-        if (await stillOurs()) await unlink(this.path).catch(() => undefined);
+        if (await stillOurs().catch(() => false)) await this.run(`unlink ${this.path}`, this.path, () => unlink(this.path)).catch(() => undefined);
       },
     };
   }
@@ -142,7 +163,7 @@ export class FileMutex {
     let content: string;
     try {
       before = await lstat(this.path);
-      content = await readFile(this.path, "utf8");
+      content = await readLockFile(this.path);
       const after = await lstat(this.path);
       if (after.ino !== before.ino || after.mtimeMs !== before.mtimeMs) return { broken: true };
     } catch (err) {
@@ -151,7 +172,8 @@ export class FileMutex {
     }
     const info = parseLockInfo(content);
     const holder = info ? `pid ${info.pid} on ${info.hostname}` : undefined;
-    if (!(await this.isStale(self, info, before.mtimeMs))) return { broken: false, holder };
+    // Only we write it, and always as a regular file: anything else (a FIFO, a device) is debris.
+    if (before.isFile() && !(await this.isStale(self, info, before.mtimeMs))) return { broken: false, holder };
 
     const aside = `${this.path}.broken-${randomBytes(6).toString("hex")}`;
     try {
@@ -163,7 +185,7 @@ export class FileMutex {
     let moved = false;
     try {
       const st = await lstat(aside);
-      moved = st.ino === before.ino && st.mtimeMs === before.mtimeMs && (await readFile(aside, "utf8")) === content;
+      moved = st.ino === before.ino && st.mtimeMs === before.mtimeMs && (await readLockFile(aside)) === content;
     } catch {
       // Someone cleaned it up meanwhile: whatever it was, it is gone.
       return { broken: true };

@@ -25,6 +25,31 @@ import type { KubernetesLockSpec } from "../url.js";
  */
 
 export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
+
+/**
+ * Where a hand-over request (`leader-run step-down`: the record's preferredHolder) lives on a Lease
+ * without `spec.strategy`. The API server refuses `spec.preferredHolder` without a strategy (422
+ * "may only be specified if `strategy` is defined"), and drops both where the CoordinatedLeaderElection
+ * feature is off; a strategy would hand the Lease to that controller. An annotation is kept by every
+ * API server, and a client-go peer ignores it.
+ */
+export const PREFERRED_HOLDER_ANNOTATION = "leader-run/preferred-holder";
+
+/** The record as stored: preferredHolder from the spec (with a strategy) or from our annotation. */
+function recordOf(lease: K8s.V1Lease): LeaderElectionRecord {
+  const record = leaseSpecToRecord(lease.spec as LeaseSpecJSON | undefined);
+  const requested = lease.metadata?.annotations?.[PREFERRED_HOLDER_ANNOTATION];
+  if (!record.preferredHolder && requested) record.preferredHolder = requested;
+  return record;
+}
+
+/** `annotations` with the hand-over request of `record` set or removed; undefined when none are left. */
+function annotationsFor(record: LeaderElectionRecord, annotations: Record<string, string> | undefined): Record<string, string> | undefined {
+  const out = { ...annotations };
+  if (record.preferredHolder && !record.strategy) out[PREFERRED_HOLDER_ANNOTATION] = record.preferredHolder;
+  else delete out[PREFERRED_HOLDER_ANNOTATION];
+  return Object.keys(out).length > 0 ? out : undefined;
+}
 export const MANAGED_BY_VALUE = "leader-run";
 
 export interface KubernetesLockOptions {
@@ -143,7 +168,7 @@ export class KubernetesLeaseLock implements ResourceLock {
       this.coordination.readNamespacedLease({ name: this.settings.name, namespace: this.settings.namespace }, options),
     );
     this.lease = lease;
-    const record = leaseSpecToRecord(lease.spec as LeaseSpecJSON | undefined);
+    const record = recordOf(lease);
     return { record, raw: leaseRaw(record, lease.metadata?.resourceVersion) };
   }
 
@@ -158,6 +183,8 @@ export class KubernetesLeaseLock implements ResourceLock {
       },
       spec: this.spec(record),
     };
+    const annotations = annotationsFor(record, undefined);
+    if (annotations && body.metadata) body.metadata.annotations = annotations;
     this.lease = await this.request("create", signal, (options) =>
       this.coordination.createNamespacedLease({ namespace: this.settings.namespace, body }, options),
     );
@@ -169,6 +196,9 @@ export class KubernetesLeaseLock implements ResourceLock {
     if (!cached?.metadata) throw new LockError("lease not initialized, call get or create first");
     const metadata: K8s.V1ObjectMeta = { ...cached.metadata };
     if (this.settings.labels) metadata.labels = { ...cached.metadata.labels, ...this.settings.labels };
+    const annotations = annotationsFor(record, cached.metadata.annotations);
+    if (annotations) metadata.annotations = annotations;
+    else delete metadata.annotations;
     const body: K8s.V1Lease = { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata, spec: this.spec(record) };
     this.lease = await this.request("update", signal, (options) =>
       this.coordination.replaceNamespacedLease(
@@ -223,7 +253,9 @@ export class KubernetesLeaseLock implements ResourceLock {
     // MicroTime fields go out as the strings we format (exactly six fraction digits): the client
     // library passes them through unchanged, whereas a Date would be printed with three, which the
     // API server refuses.
-    return recordToLeaseSpec(record) as unknown as K8s.V1LeaseSpec;
+    // preferredHolder without a strategy goes into an annotation instead (see annotationsFor).
+    const stored = record.strategy ? record : { ...record, preferredHolder: undefined };
+    return recordToLeaseSpec(stored) as unknown as K8s.V1LeaseSpec;
   }
 
   private target(verb: KubeVerb): RequestTarget {
