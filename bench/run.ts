@@ -466,7 +466,14 @@ async function load(backends: BenchBackend[]): Promise<void> {
         try {
           await until("a leader", () => all.find((c) => stampsOf(c).length > 0), 60_000);
           // Starting 50 Node processes (etcd's gRPC client is the heaviest) takes minutes on a loaded 2-core machine.
-          await until("every standby to campaign", () => all.every((c) => stampsOf(c).length > 0 || isStandby(c)), Math.max(120_000, n * 12_000));
+          const campaigning = (): number => all.filter((c) => stampsOf(c).length > 0 || isStandby(c)).length;
+          try {
+            await until("every standby to campaign", () => campaigning() === n, Math.max(120_000, n * 12_000));
+          } catch {
+            // Measure anyway, and say how many took part: a slow start must not cost every figure.
+            notes.push(`${backend.name}: only ${campaigning()} of ${n} candidates were campaigning when the load was measured.`);
+            process.stderr.write(`bench: ${backend.name}: only ${campaigning()} of ${n} candidates campaigning; measuring anyway\n`);
+          }
           const perSecond = await opsPerSecond(started, LD_MS, windowMs);
           const perWaiter = (perSecond - leaderOps) / (n - 1);
           // At most one read per lease duration per waiter.
