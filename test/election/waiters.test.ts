@@ -162,6 +162,20 @@ describe("waiting candidates with a healthy watch", () => {
     await abortAndWait(env, h);
   });
 
+  test("a renewal announced while a read is in flight is read again at once, not taken on trust", async () => {
+    const env = newEnv();
+    const holder = renewingHolder(env);
+    await env.clock.advance(990);
+    const bing = new Candidate(env, "bing", { lock: { watchHealth: true, latency: { get: 50 } } });
+    const h = bing.run();
+    await env.clock.advance(20 * S);
+    // Reads at 990 and at 990 + LD; the renewal at 16 000 arrives while that one is in flight, so the
+    // candidate reads again as soon as it returns.
+    assert.deepEqual(startsOf(bing.lock, "get").slice(0, 3), [990, 990 + LD, 990 + LD + 50]);
+    holder.stop();
+    await abortAndWait(env, h);
+  });
+
   test("an announced renewal never makes a valid lease look expired", async () => {
     const env = newEnv();
     const holder = renewingHolder(env);
