@@ -198,8 +198,17 @@ async function stopCandidate(c: Candidate): Promise<void> {
   if (!done && c.proc.pid !== undefined) process.kill(-c.proc.pid, "SIGKILL");
 }
 
-/** Standby: campaigning and has read the lease at least once (it logged who holds it). */
-const isStandby = (c: Candidate): boolean => c.events().some((e) => e.event === "waiting" || e.event === "new_leader");
+/**
+ * Standby: campaigning and has read the lease at least once (it logged who holds it). Remembered once
+ * seen: parsing 50 growing debug logs on every 5 ms poll kept the bench itself busy for minutes.
+ */
+const standbys = new WeakSet<Candidate>();
+const isStandby = (c: Candidate): boolean => {
+  if (standbys.has(c)) return true;
+  if (!c.events().some((e) => e.event === "waiting" || e.event === "new_leader")) return false;
+  standbys.add(c);
+  return true;
+};
 
 // ---------------------------------------------------------------------------------------------------
 // Sections
