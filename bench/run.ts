@@ -497,7 +497,10 @@ async function load(backends: BenchBackend[]): Promise<void> {
             // The server counters are not exact (PostgreSQL flushes its statistics about once a second).
             pass: perWaiter <= bound * 1.1,
           });
-          const leader = all.find((c) => stampsOf(c).length > 0)!;
+          // The current leader started its child last: under load a first leader can lose its lease
+          // while the others start, and signalling it would hand over nothing.
+          const lastStart = (c: Candidate): number => stampsOf(c).at(-1) ?? -Infinity;
+          const leader = all.reduce((a, b) => (lastStart(b) > lastStart(a) ? b : a));
           const t0 = nowMs();
           const counts = new Map(all.map((c) => [c, stampsOf(c).length]));
           leader.proc.kill("SIGTERM");
