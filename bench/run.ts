@@ -32,7 +32,7 @@ const value = (name: string): string | undefined => {
 const RUNS = Number(value("runs") ?? 15);
 const ONLY = value("only");
 const WRITE = flag("write");
-/** `--backends redis,etcd`: the load section measures only these. */
+/** `--backends redis,etcd`: the load and fail-over sections measure only these. */
 const LOAD_BACKENDS = value("backends")?.split(",");
 
 // Timings for the hand-over and fail-over figures: short, so the bench stays short.
@@ -547,7 +547,7 @@ async function main(): Promise<void> {
     nowait: () => noWait(available),
     memory: () => memory(available),
     handover: () => handover(available),
-    failover: () => failover(available),
+    failover: () => failover(available.filter((b) => LOAD_BACKENDS === undefined || LOAD_BACKENDS.includes(b.name))),
     load: () => load(available.filter((b) => b.name !== "file" && b.name !== "kubernetes" && (LOAD_BACKENDS === undefined || LOAD_BACKENDS.includes(b.name)))),
   };
   for (const [name, run] of Object.entries(sections)) {
