@@ -44,18 +44,20 @@ export const BACKENDS: BenchBackend[] = [
     unavailable: () => (hasRedis() ? undefined : "redis-server not installed"),
     async start() {
       const server = await RedisServer.start();
+      // Every lock operation is one script (EVALSHA, or EVAL after a NOSCRIPT); total_commands_processed
+      // would also count the GETs and SETs each script runs inside the server.
       const info = async (): Promise<number> => {
-        const text = await server.cli(["INFO", "stats"]);
-        return Number(/total_commands_processed:(\d+)/.exec(text)?.[1] ?? NaN);
+        const text = await server.cli(["INFO", "commandstats"]);
+        let total = 0;
+        for (const m of text.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)) total += Number(m[1]);
+        return total;
       };
-      let infoCalls = 0;
       return {
         lockArgs: ["--lock", `redis://127.0.0.1:${server.port}`],
         referenceNoWait: has("redis-cli")
           ? { name: "redis-cli SET NX", cmd: ["redis-cli", "-p", String(server.port), "SET", "bench-ref", "x", "NX", "PX", "60000"], status: 0 }
           : undefined,
-        // INFO itself is a command: do not count our own probes.
-        operations: async () => (await info()) - infoCalls++,
+        operations: info,
         stop: () => server.stop(),
       };
     },
@@ -84,19 +86,21 @@ export const BACKENDS: BenchBackend[] = [
     name: "postgres",
     unavailable: () => (PG_BIN === undefined ? "PostgreSQL server binaries not found" : undefined),
     async start() {
-      const server = await startPostgres();
-      let probes = 0;
-      // Transactions of the database (each lock operation is one). The statistics are flushed about
-      // once a second, so over the bench's multi-second window this is close, not exact.
-      const transactions = async (): Promise<number> => {
-        const [row] = await server.psql("SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = 'postgres'");
-        return Number(row?.n) - probes++;
+      // Two connections per candidate (the lock's and LISTEN); statements counted by pg_stat_statements,
+      // which counts each one as it ends (pg_stat_database's transaction counts are flushed lazily).
+      const server = await startPostgres({ settings: ["max_connections=200", "shared_preload_libraries=pg_stat_statements"] });
+      await server.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+      const statements = async (): Promise<number> => {
+        const [row] = await server.psql(
+          "SELECT coalesce(sum(calls), 0) AS n FROM pg_stat_statements WHERE query LIKE '%leader_run_leases%' AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE 'LISTEN%'",
+        );
+        return Number(row?.n);
       };
       return {
         // The password through the environment, as a user would, rather than in the URL.
         lockArgs: ["--lock", `postgres://postgres@127.0.0.1:${server.port}/postgres`],
         env: { PGPASSWORD: server.superPassword },
-        operations: transactions,
+        operations: statements,
         stop: () => server.stop(),
       };
     },

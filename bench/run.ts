@@ -5,7 +5,9 @@
 //   npm run bench -- --only startup    one section (startup, nowait, memory, handover, failover, load)
 //   npm run bench -- --write           also replace the table in docs/performance.md
 //   npm run bench -- --runs 30         more samples per figure (default 15)
-//   npm run bench -- --backends file,redis   only these backends
+//   npm run bench -- --backends file,redis   only these backends (every section)
+//   npm run bench -- --only load --load-sizes 2,10   candidates per lease in the load section
+//                                      (default 2,10,50 on Redis, etcd and PostgreSQL)
 //
 // Commands are alternated (A B C A B C …) so machine noise hits each side alike; medians are reported.
 // Backends whose server is not installed are skipped with a note, never failed: this is a measurement,
@@ -19,7 +21,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { BACKENDS, type BenchBackend, type StartedBackend } from "./backends.js";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
-const BIN = join(ROOT, "bin", "leader-run.js");
+// LEADER_RUN_BENCH_BIN: measure another build (e.g. a copy of the previous one) with this bench.
+const BIN = process.env.LEADER_RUN_BENCH_BIN ?? join(ROOT, "bin", "leader-run.js");
 
 const argv = process.argv.slice(2);
 const flag = (name: string): boolean => argv.includes(`--${name}`);
@@ -198,8 +201,17 @@ async function stopCandidate(c: Candidate): Promise<void> {
   if (!done && c.proc.pid !== undefined) process.kill(-c.proc.pid, "SIGKILL");
 }
 
-/** Standby: campaigning and has read the lease at least once (it logged who holds it). */
-const isStandby = (c: Candidate): boolean => c.events().some((e) => e.event === "waiting" || e.event === "new_leader");
+/**
+ * Standby: campaigning and has read the lease at least once (it logged who holds it). Remembered once
+ * seen: parsing 50 growing debug logs on every 5 ms poll kept the bench itself busy for minutes.
+ */
+const standbys = new WeakSet<Candidate>();
+const isStandby = (c: Candidate): boolean => {
+  if (standbys.has(c)) return true;
+  if (!c.events().some((e) => e.event === "waiting" || e.event === "new_leader")) return false;
+  standbys.add(c);
+  return true;
+};
 
 // ---------------------------------------------------------------------------------------------------
 // Sections
@@ -461,52 +473,99 @@ async function failover(backends: BenchBackend[]): Promise<void> {
   }
 }
 
+/** Operations per second the server served over `windowMs`, measured after `settleMs`. */
+async function opsPerSecond(started: StartedBackend, settleMs: number, windowMs: number): Promise<number> {
+  await sleep(settleMs);
+  const before = await started.operations!();
+  await sleep(windowMs);
+  const after = await started.operations!();
+  return ((after - before) * 1000) / windowMs;
+}
+
+/**
+ * Steady-state load: the leader alone first (its own renewals), then 2, 10 and 50 candidates on one
+ * lease. What the waiters add, per waiter, is compared with one read per lease duration; then a
+ * graceful hand-over among them is timed. Every figure is also printed as soon as it is measured, so a
+ * run cut short still leaves its figures.
+ */
 async function load(backends: BenchBackend[]): Promise<void> {
+  const windowMs = 4 * LD_MS;
+  const sizes = (value("load-sizes") ?? "2,10,50").split(",").map(Number);
   for (const backend of backends) {
     const started = await backend.start(work);
     if (!started.operations) {
       await started.stop();
       continue;
     }
+    const report = (row: Row): void => {
+      rows.push(row);
+      process.stderr.write(`bench: ${row.figure}: ${row.value} (${row.reference})\n`);
+    };
     try {
-      for (const n of [2, 10, 50]) {
+      const alone = startCandidate(started, "bench-load-1");
+      let leaderOps: number;
+      try {
+        await until("the lone leader", () => stampsOf(alone).length > 0, 60_000);
+        leaderOps = await opsPerSecond(started, LD_MS, windowMs);
+      } finally {
+        await stopCandidate(alone);
+      }
+      report({
+        section: "load",
+        figure: `${backend.name} operations/s of the leader alone (renewals)`,
+        value: leaderOps.toFixed(2),
+        reference: `1 write per RP = ${(1000 / RP_MS).toFixed(1)}/s`,
+        ratio: "—",
+        goal: "—",
+        pass: undefined,
+      });
+      for (const n of sizes) {
         if (n * 60 * 1024 * 1024 > totalmem() / 2) continue;
         const lease = `bench-load-${n}`;
         const all: Candidate[] = [];
         for (let i = 0; i < n; i++) all.push(startCandidate(started, lease));
         try {
           await until("a leader", () => all.find((c) => stampsOf(c).length > 0), 60_000);
-          await until("every standby to campaign", () => all.every((c) => stampsOf(c).length > 0 || isStandby(c)), Math.max(120_000, n * 6_000));
-          await sleep(LD_MS);
-          const windowMs = 2 * LD_MS;
-          const before = await started.operations();
-          await sleep(windowMs);
-          const after = await started.operations();
-          const perSecond = ((after - before) * 1000) / windowMs;
-          // One write per retry period by the leader; at most one read per lease duration per waiter.
-          const bound = 1000 / RP_MS + ((n - 1) * 1000) / LD_MS;
-          rows.push({
+          // Starting 50 Node processes (etcd's gRPC client is the heaviest) takes minutes on a loaded 2-core machine.
+          const campaigning = (): number => all.filter((c) => stampsOf(c).length > 0 || isStandby(c)).length;
+          try {
+            await until("every standby to campaign", () => campaigning() === n, Math.max(120_000, n * 12_000));
+          } catch {
+            // Measure anyway, and say how many took part: a slow start must not cost every figure.
+            notes.push(`${backend.name}: only ${campaigning()} of ${n} candidates were campaigning when the load was measured.`);
+            process.stderr.write(`bench: ${backend.name}: only ${campaigning()} of ${n} candidates campaigning; measuring anyway\n`);
+          }
+          const perSecond = await opsPerSecond(started, LD_MS, windowMs);
+          const perWaiter = (perSecond - leaderOps) / (n - 1);
+          // At most one read per lease duration per waiter.
+          const bound = 1000 / LD_MS;
+          report({
             section: "load",
-            figure: `${backend.name} operations/s with ${n} candidates (steady state)`,
-            value: perSecond.toFixed(1),
-            reference: `bound ${bound.toFixed(1)}/s`,
-            ratio: `${(perSecond / bound).toFixed(2)}×`,
-            goal: "≤ 1/RP + (n−1)/LD",
-            pass: perSecond <= bound,
+            figure: `${backend.name} with ${n} candidates: operations/s (all), and per waiter beyond the leader's`,
+            value: `${perSecond.toFixed(1)}; ${perWaiter.toFixed(3)} per waiter`,
+            reference: `1/LD = ${bound.toFixed(3)} per waiter`,
+            ratio: `${(perWaiter / bound).toFixed(2)}×`,
+            goal: "≤ 1 read per LD per waiter",
+            // The server counters are not exact (PostgreSQL flushes its statistics about once a second).
+            pass: perWaiter <= bound * 1.1,
           });
-          const leader = all.find((c) => stampsOf(c).length > 0)!;
+          // The current leader started its child last: under load a first leader can lose its lease
+          // while the others start, and signalling it would hand over nothing.
+          const lastStart = (c: Candidate): number => stampsOf(c).at(-1) ?? -Infinity;
+          const leader = all.reduce((a, b) => (lastStart(b) > lastStart(a) ? b : a));
           const t0 = nowMs();
           const counts = new Map(all.map((c) => [c, stampsOf(c).length]));
           leader.proc.kill("SIGTERM");
           const next = await until("a new leader", () => all.find((c) => c !== leader && stampsOf(c).length > counts.get(c)!), 30_000);
-          rows.push({
+          const handoverMs = stampsOf(next).at(-1)! - t0;
+          report({
             section: "load",
             figure: `${backend.name} graceful hand-over with ${n} candidates`,
-            value: ms(stampsOf(next).at(-1)! - t0),
+            value: ms(handoverMs),
             reference: "—",
             ratio: "—",
             goal: "≤ 50 ms",
-            pass: stampsOf(next).at(-1)! - t0 <= 50,
+            pass: handoverMs <= 50,
           });
         } finally {
           await Promise.all(all.map(stopCandidate));

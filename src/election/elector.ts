@@ -1,7 +1,7 @@
 import { sleep, systemClock, type Clock, type TimerHandle } from "./clock.js";
 import { validateElectionConfig, JITTER_FACTOR, type ElectionConfig, type LeaderCallbacks } from "./config.js";
 import type { ElectionEvent, LostReason } from "./events.js";
-import { ConflictError, NotFoundError, type ResourceLock } from "./lock.js";
+import { ConflictError, NotFoundError, type ResourceLock, type WatchedRecord } from "./lock.js";
 import { currentMetricsProvider, type MetricsProvider } from "./metrics.js";
 import { emptyRecord, type LeaderElectionRecord } from "./record.js";
 import { Term, effectiveLeaseDurationMs, type TermView } from "./term.js";
@@ -216,23 +216,71 @@ export class LeaderElector {
     });
   }
 
-  /** Acquire loop: first attempt at once, then jittered in [RP, 2.2·RP), woken early by `watch`. */
+  /**
+   * Acquire loop: first attempt at once, then jittered in [RP, 2.2·RP), woken early by `watch`.
+   *
+   * While the lock reports its watch connected (`WatchHealth`), every write is announced, so polling
+   * adds nothing: the next read is when the observed record can first expire (observedTime + its lease
+   * duration, client-go's rule), and at least once per lease duration. That read is never later than
+   * the poll that would have found the lease expired, so a crashed leader is replaced no later than
+   * before. Renewals announced with their content move the observed time without a read; anything else
+   * announced is read at once. The retry-period schedule comes back at once when the watch drops,
+   * when a read failed, when the lease is free or deleted, and after a read showed a change nobody
+   * announced (a writer that does not announce its renewals, a lost message).
+   */
   private async acquire(signal: AbortSignal): Promise<boolean> {
     const describe = this.lock.describe();
     this.emit({ type: "campaigning", lock: describe });
     const stopWatch = new AbortController();
+    const watch = { healthy: false, notices: 0, noticesAtObservation: 0 };
     let woken = false;
+    let attempting = false;
     let wake: (() => void) | undefined;
+    let rearm: (() => void) | undefined;
     if (this.lock.watch) {
-      this.lock.watch(() => {
-        woken = true;
-        wake?.();
-      }, stopWatch.signal);
+      this.lock.watch(
+        (seen) => {
+          watch.notices++;
+          // During an attempt the read in flight may predate the announced write: read again instead.
+          if (seen !== undefined && !attempting && this.observeAnnounced(seen)) {
+            watch.noticesAtObservation = watch.notices;
+            rearm?.();
+            return;
+          }
+          woken = true;
+          wake?.();
+        },
+        stopWatch.signal,
+        (health) => {
+          const healthy = health === "connected";
+          if (healthy === watch.healthy) return;
+          watch.healthy = healthy;
+          rearm?.();
+        },
+      );
     }
+    let judged = false;
     try {
       while (!signal.aborted) {
         woken = false;
-        const result = await this.attempt(signal, "acquire");
+        const rawBefore = this.observedRaw;
+        const announced = watch.notices !== watch.noticesAtObservation;
+        const noticesAtStart = watch.notices;
+        const attemptStart = this.clock.now();
+        attempting = true;
+        let result: AttemptResult;
+        try {
+          result = await this.attempt(signal, "acquire");
+        } finally {
+          attempting = false;
+        }
+        let unannounced = false;
+        if (this.observedRaw !== rawBefore) {
+          unannounced = judged && !announced;
+          // A notice that came during the read may be about a later write: it still counts for the next.
+          watch.noticesAtObservation = noticesAtStart;
+        }
+        judged = true;
         this.maybeReportTransition();
         if (result.ok) {
           this.lock.recordEvent("became leader");
@@ -250,23 +298,63 @@ export class LeaderElector {
         // The event's handler may have cancelled the campaign (--no-wait does): an abort listener added
         // now would never fire, and we would sleep a whole retry period for nothing.
         if (woken || signal.aborted) continue;
-        const delay = this.config.retryPeriod * (1 + this.clock.random() * JITTER_FACTOR);
+        const pollAt = this.clock.now() + this.config.retryPeriod * (1 + this.clock.random() * JITTER_FACTOR);
+        const polling = result.error !== undefined || unannounced;
+        const nextReadAt = (): number => {
+          if (!watch.healthy || polling || this.deletedSince !== undefined || this.observedRecord.holderIdentity === "") return pollAt;
+          const expiresAt = this.observedTime + this.observedRecord.leaseDurationSeconds * 1000;
+          return Math.min(expiresAt, attemptStart + this.config.leaseDuration);
+        };
         await new Promise<void>((resolve) => {
-          const timer: TimerHandle = this.clock.setTimer(done, delay);
-          function done(): void {
+          let timer: TimerHandle | undefined;
+          const done = (): void => {
             timer?.cancel();
             signal.removeEventListener("abort", done);
             wake = undefined;
+            rearm = undefined;
             resolve();
-          }
+          };
+          // Health changed or a renewal was observed: the time of the next read moves.
+          const arm = (): void => {
+            timer?.cancel();
+            timer = this.clock.setTimer(done, nextReadAt() - this.clock.now());
+          };
           wake = done;
+          rearm = arm;
           signal.addEventListener("abort", done, { once: true });
+          arm();
         });
       }
       return false;
     } finally {
       stopWatch.abort();
     }
+  }
+
+  /**
+   * A renewal announced with its content is observed as a read would observe it (the observed time
+   * moves when the bytes change, client-go's rule). Anything else (another holder, a new term, a
+   * hand-over request, a release) is left to a read. True when handled.
+   */
+  private observeAnnounced(seen: WatchedRecord): boolean {
+    const observed = this.observedRecord;
+    const next = seen.record;
+    if (this.observedRaw === undefined || this.deletedSince !== undefined) return false;
+    if (
+      next.holderIdentity === "" ||
+      next.holderIdentity !== observed.holderIdentity ||
+      next.leaderTransitions !== observed.leaderTransitions ||
+      next.leaseDurationSeconds !== observed.leaseDurationSeconds ||
+      (next.preferredHolder ?? "") !== (observed.preferredHolder ?? "")
+    ) {
+      return false;
+    }
+    if (seen.raw !== this.observedRaw) {
+      this.observedRecord = { ...next };
+      this.observedRaw = seen.raw;
+      this.observedTime = this.clock.now();
+    }
+    return true;
   }
 
   /**

@@ -29,8 +29,15 @@ export interface ResourceLock {
   /**
    * Optional fast hand-over: calls `onChange` (possibly spuriously) when the record may have changed,
    * until `signal` aborts. Correctness never depends on it; the elector keeps its retry loop.
+   *
+   * `onChange` may carry the record now stored (`seen`: exactly what `get` would return, same `raw`),
+   * when the notification itself says what was written; the elector then observes it without a read.
+   *
+   * `onHealth` (optional, see `WatchHealth`): a lock that reports `"connected"` lets waiting candidates
+   * read about once per lease duration instead of every retry period, so it must keep that promise; a
+   * lock that never calls it is polled at the retry period, as before.
    */
-  watch?(onChange: () => void, signal: AbortSignal): void;
+  watch?(onChange: (seen?: WatchedRecord) => void, signal: AbortSignal, onHealth?: (health: WatchHealth) => void): void;
   /**
    * Optional: true when the lock itself refuses a record naming our identity that another process wrote
    * (the file lock: a live writer is refused with a `PermanentLockError`, a dead one whose work may
@@ -41,6 +48,26 @@ export interface ResourceLock {
   /** Releases connections and handles; the lock is unusable afterwards. */
   close?(): Promise<void>;
 }
+
+/** A record delivered by a watch notification: what `get` would return at that moment. */
+export interface WatchedRecord {
+  record: LeaderElectionRecord;
+  raw: string;
+}
+
+/**
+ * The state of a watch's notification channel, reported through `watch`'s `onHealth`.
+ *
+ * `"connected"`: from now until `"disconnected"` is reported, every write of the record (renewals
+ * too) is announced through `onChange` shortly after it is applied, with the record (`seen`) or without
+ * (the elector reads), and a deletion or server-side expiry is announced when it happens. Report it
+ * only once notifications are known to flow (the subscription or stream is confirmed), and report
+ * `"disconnected"` as soon as they may be missed (connection lost, stream failed, falling back to
+ * polling). Then the elector polls at the retry period again at once. Announcing a change that did not
+ * happen is harmless; missing one only delays a take-over, and the elector notices when a read shows a
+ * change nobody announced and polls again.
+ */
+export type WatchHealth = "connected" | "disconnected";
 
 /** Base of every error a backend raises, so callers can tell lock failures from bugs. */
 export class LockError extends Error {

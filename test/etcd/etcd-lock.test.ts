@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { AlreadyExistsError, ConflictError, CorruptRecordError, NotFoundError } from "../../src/election/lock.js";
+import { AlreadyExistsError, ConflictError, CorruptRecordError, NotFoundError, type WatchHealth, type WatchedRecord } from "../../src/election/lock.js";
 import type { LeaderElectionRecord } from "../../src/election/record.js";
 import { EtcdConfigError, EtcdUnavailableError, etcdCapabilities, openEtcdLock, type EtcdLock, type EtcdLockOptions } from "../../src/locks/etcd/index.js";
 import { hasEtcd, requireEtcd, startEtcd, type EtcdCluster } from "../support/etcd-server.js";
@@ -189,6 +189,31 @@ describe("etcd lock against a real etcd", () => {
     }
     await cluster().waitHealthy();
     await a.get();
+  });
+
+  test("watch: connected once etcd confirms it; a renewal comes with the record as get returns it, an acquisition wakes", async (t) => {
+    if (!requireEtcd(t)) return;
+    const name = uniqueName();
+    const a = await open("a", name);
+    const b = await open("b", name);
+    await a.create(rec("a", 0));
+    let wakes = 0;
+    const seen: WatchedRecord[] = [];
+    let health: WatchHealth | undefined;
+    const stop = new AbortController();
+    t.after(() => stop.abort());
+    b.watch((r) => (r === undefined ? (wakes += 1) : seen.push(r)), stop.signal, (h) => (health = h));
+    assert.ok(await until(() => health === "connected" && wakes > 0, 5000), "connected, with a wake-up");
+    const base = wakes;
+    await a.update(rec("a", 0));
+    assert.ok(await until(() => seen.length > 0, 3000), "renewal announced");
+    const read = await b.get();
+    assert.equal(seen.at(-1)?.raw, read.raw);
+    assert.deepEqual(seen.at(-1)?.record, read.record);
+    assert.equal(wakes, base, "a renewal is no wake-up");
+    await b.update(rec("b", 1));
+    assert.ok(await until(() => wakes > base, 3000), "an acquisition wakes");
+    assert.equal(seen.length, 1);
   });
 
   test("a waiting candidate takes over at once on release (watch), not after its retry period", async (t) => {

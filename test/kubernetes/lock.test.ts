@@ -14,6 +14,8 @@ import {
   NotFoundError,
   PermanentLockError,
   type ResourceLock,
+  type WatchHealth,
+  type WatchedRecord,
 } from "../../src/election/lock.js";
 import type { LeaderElectionRecord } from "../../src/election/record.js";
 import { KubernetesConfigError, KubernetesUnavailableError } from "../../src/locks/kubernetes/errors.js";
@@ -318,6 +320,38 @@ describe("Lease lock: watch", () => {
     await other.update(rec("other"));
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(changes, atAbort);
+  });
+
+  test("health is connected while the watch is open; a renewal comes with the record as get returns it", async () => {
+    const lock = await open({ name: "watched-health" });
+    const other = await open({ name: "watched-health", identity: "other" });
+    await other.create(rec("other"));
+    const ac = new AbortController();
+    const seen: WatchedRecord[] = [];
+    let health: WatchHealth | undefined;
+    let wakes = 0;
+    let notify: (() => void) | undefined;
+    lock.watch!(
+      (r) => {
+        if (r === undefined) wakes++;
+        else seen.push(r);
+        notify?.();
+      },
+      ac.signal,
+      (h) => (health = h),
+    );
+    const next = (): Promise<void> => new Promise((r) => (notify = r));
+    await next(); // the synthetic ADDED of the current state: a wake-up
+    assert.equal(health, "connected");
+    assert.equal(wakes, 1);
+    const renewed = next();
+    await other.get();
+    await other.update({ ...rec("other"), renewTime: new Date(Date.now() + 1000) });
+    await renewed;
+    const read = await lock.get();
+    assert.equal(seen.at(-1)?.raw, read.raw);
+    assert.deepEqual(seen.at(-1)?.record, read.record);
+    ac.abort();
   });
 
   test("the watch comes back after the API server dropped it and then stopped answering", async () => {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
-import { AlreadyExistsError, ConflictError, NotFoundError, PermanentLockError, type ResourceLock } from "../../src/election/lock.js";
+import { AlreadyExistsError, ConflictError, NotFoundError, PermanentLockError, type ResourceLock, type WatchHealth, type WatchedRecord } from "../../src/election/lock.js";
 import type { LeaderElectionRecord } from "../../src/election/record.js";
 import { createTablesSql, grantSql, openPostgresLock, parseTableName, PostgresUnavailableError, type PostgresLock, type PostgresLockOptions } from "../../src/locks/postgres/index.js";
 import { PG_BIN, requirePostgres, startPostgres, type PgServer } from "../support/postgres-server.js";
@@ -137,7 +137,7 @@ describe("PostgreSQL lock contract", () => {
     assert.equal(d.fencingToken(), 3);
   });
 
-  test("LISTEN/NOTIFY wakes a waiter at once when the holder releases", async (t) => {
+  test("LISTEN/NOTIFY wakes a waiter at once when the holder releases; a renewal comes with its row", async (t) => {
     if (!requirePostgres(t, { tls: true })) return;
     const name = lease();
     const infos: string[] = [];
@@ -146,17 +146,40 @@ describe("PostgreSQL lock contract", () => {
     await a.create(rec("a", 0));
     const stop = new AbortController();
     let woken = 0;
-    b.watch(() => woken++, stop.signal);
+    const seen: WatchedRecord[] = [];
+    let health: WatchHealth | undefined;
+    b.watch((r) => (r === undefined ? woken++ : seen.push(r)), stop.signal, (h) => (health = h));
     await waitFor(() => infos.some((m) => m.includes("LISTEN/NOTIFY")), 5000, "notifications confirmed");
+    await waitFor(() => health === "connected", 5000, "health connected");
     const before = woken;
-    await a.update(rec("a", 0)); // a renewal wakes nobody
-    await delay(300);
-    assert.equal(woken, before, "renewals do not notify");
+    await a.update(rec("a", 0)); // a renewal wakes nobody: it is announced with the row
+    await waitFor(() => seen.length > 0, 2000, "the renewal announced");
+    const read = await b.get();
+    assert.equal(seen.at(-1)?.raw, read.raw);
+    assert.deepEqual(seen.at(-1)?.record, read.record);
+    assert.equal(woken, before, "renewals are no wake-up");
     const start = performance.now();
     await a.update(rec("", 0));
     await waitFor(() => woken > before, 1000, "woken by the release");
     assert.ok(performance.now() - start < 500);
     stop.abort();
+  });
+
+  test("watch health: disconnected when the LISTEN connection is lost, connected again once listening", async (t) => {
+    if (!requirePostgres(t, { tls: true })) return;
+    const name = lease();
+    const b = await open(name, "b");
+    const states: WatchHealth[] = [];
+    let woken = 0;
+    const stop = new AbortController();
+    t.after(() => stop.abort());
+    b.watch(() => woken++, stop.signal, (h) => states.push(h));
+    await waitFor(() => states.at(-1) === "connected", 5000, "connected");
+    const before = woken;
+    await srv().psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'");
+    await waitFor(() => states.includes("disconnected"), 5000, "disconnected");
+    // Back: connected, and one wake-up, since a change may have been missed meanwhile.
+    await waitFor(() => states.at(-1) === "connected" && woken > before, 10_000, "connected again");
   });
 
   test("polling instead of notifications wakes a waiter and says so", async (t) => {
@@ -367,12 +390,15 @@ describe("PostgreSQL notifications", () => {
       probe: () => Promise.resolve(),
       poll: () => Promise.resolve(version),
       onMode: (mode, why) => modes.push(`${mode}: ${why ?? ""}`),
+      decode: () => undefined,
     });
     t.after(() => notifier.close());
     const stop = new AbortController();
     let woken = 0;
-    notifier.add(() => woken++, stop.signal);
+    const health: WatchHealth[] = [];
+    notifier.add(() => woken++, stop.signal, (h) => health.push(h));
     await waitFor(() => modes.length > 0, 5000, "a decision");
+    assert.deepEqual(health, [], "never connected: polling is no healthy watch");
     assert.match(modes[0] ?? "", /^poll: a test notification did not arrive/);
     const before = woken;
     await delay(300);

@@ -11,6 +11,7 @@ import {
   PermanentLockError,
 } from "../../src/election/lock.js";
 import type { LeaderElectionRecord } from "../../src/election/record.js";
+import type { WatchHealth, WatchedRecord } from "../../src/election/lock.js";
 import { RedisUnavailableError, openRedisLock, type RedisLock, type RedisLockOptions } from "../../src/locks/redis/index.js";
 import { OPENSSL, RedisServer, freePort, hasRedis, makeTempDir, makeTestCertificates, requireRedis } from "../support/redis-server.js";
 
@@ -235,8 +236,17 @@ describe("Redis lock against a real redis-server", { concurrency: true }, () => 
     const b = await open("b", name);
     await a.create(rec("a", 0));
     let wakes = 0;
+    const seen: WatchedRecord[] = [];
+    let health: WatchHealth | undefined;
     const stop = new AbortController();
-    b.watch(() => (wakes += 1), stop.signal);
+    b.watch(
+      (record) => {
+        if (record === undefined) wakes += 1;
+        else seen.push(record);
+      },
+      stop.signal,
+      (h) => (health = h),
+    );
     // The subscription is up once the (re)connect wake-up arrived.
     assert.ok(await waitUntil(() => wakes > 0, 5000), "subscriber connected");
     const base = wakes;
@@ -247,15 +257,36 @@ describe("Redis lock against a real redis-server", { concurrency: true }, () => 
     const base2 = wakes;
     await a.update(rec("a", 1)); // acquisition publishes too
     assert.ok(await waitUntil(() => wakes > base2, 2000), "acquisition notified");
-    // Renewals do not publish.
+    assert.ok(await waitUntil(() => health === "connected", 5000), "health reported once subscribed");
+    // A renewal is no wake-up: it is announced with the stored record, exactly as get returns it.
     const base3 = wakes;
-    await a.update(rec("a", 1));
-    await new Promise((r) => setTimeout(r, 150));
+    await a.update({ ...rec("a", 1), renewTime: new Date(Date.now() + 1000) });
+    assert.ok(await waitUntil(() => seen.length > 0, 2000), "renewal announced");
+    const read = await b.get();
+    assert.equal(seen.at(-1)?.raw, read.raw);
+    assert.deepEqual(seen.at(-1)?.record, read.record);
     assert.equal(wakes, base3);
     stop.abort();
     await a.update({ ...rec("", 1), leaseDurationSeconds: 1 });
     await new Promise((r) => setTimeout(r, 150));
     assert.equal(wakes, base3, "no wake-up after the watch ended");
+    assert.equal(seen.length, 1);
+  });
+
+  test("watch health: disconnected when the subscriber's connection drops, connected once subscribed again", async (t) => {
+    if (!requireRedis(t)) return;
+    const name = uniqueName();
+    const b = await open("b", name);
+    const states: WatchHealth[] = [];
+    let wakes = 0;
+    const stop = new AbortController();
+    t.after(() => stop.abort());
+    b.watch(() => (wakes += 1), stop.signal, (h) => states.push(h));
+    assert.ok(await waitUntil(() => states.at(-1) === "connected", 5000), "connected");
+    const wakesBefore = wakes;
+    await db().client("KILL", "TYPE", "pubsub");
+    assert.ok(await waitUntil(() => states.includes("disconnected"), 5000), `disconnected (${states.join(", ")})`);
+    assert.ok(await waitUntil(() => states.at(-1) === "connected" && wakes > wakesBefore, 10_000), `reconnected (${states.join(", ")})`);
   });
 
   test("watch wakes a candidate when the lease key it read expires by the server's clock", async (t) => {

@@ -121,7 +121,8 @@ function makeCerts(dir: string): { ca: string; otherCa: string; cert: string; ke
   return { ca: join(dir, "ca.pem"), otherCa: join(dir, "other-ca.pem"), cert: join(dir, "server.pem"), key: join(dir, "server.key") };
 }
 
-export async function startPostgres(opts: { tls?: boolean } = {}): Promise<PgServer> {
+/** `settings`: more `-c name=value` server settings, after the defaults (so they win). */
+export async function startPostgres(opts: { tls?: boolean; settings?: string[] } = {}): Promise<PgServer> {
   if (PG_BIN === undefined) throw new Error("PostgreSQL binaries not found");
   const bin = PG_BIN;
   const user = serverUser();
@@ -162,6 +163,7 @@ export async function startPostgres(opts: { tls?: boolean } = {}): Promise<PgSer
     "logging_collector=off",
   ];
   if (certs) settings.push("ssl=on", `ssl_cert_file=${certs.cert}`, `ssl_key_file=${certs.key}`, `ssl_ca_file=${certs.ca}`);
+  settings.push(...(opts.settings ?? []));
 
   let child: ChildProcess | undefined;
   let stderr = "";

@@ -1,5 +1,5 @@
 import { ConsecutiveBreaker, ConstantBackoff, circuitBreaker, handleWhen, noop, retry } from "cockatiel";
-import { Etcd3, GRPCUnavailableError, isRecoverableError, type IKeyValue, type IOptions, type ITxnResponse } from "etcd3";
+import { Etcd3, GRPCUnavailableError, isRecoverableError, type IEvent, type IKeyValue, type IOptions, type ITxnResponse } from "etcd3";
 import {
   AlreadyExistsError,
   ConflictError,
@@ -7,6 +7,8 @@ import {
   LockError,
   NotFoundError,
   type ResourceLock,
+  type WatchHealth,
+  type WatchedRecord,
 } from "../../election/lock.js";
 import { recordFromJSON, recordToJSON, type LeaderElectionRecord } from "../../election/record.js";
 import { hostPort, type EtcdConnectionSettings } from "./config.js";
@@ -74,8 +76,11 @@ const TERM_TEXT = /^\d{1,15}$/;
 export class EtcdLock implements ResourceLock {
   readonly keys: EtcdLeaseKeys;
   private readonly client: Etcd3;
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(seen?: WatchedRecord) => void>();
+  private readonly healthListeners = new Map<(seen?: WatchedRecord) => void, (health: WatchHealth) => void>();
   private watcher: PrefixWatch | undefined;
+  /** etcd confirmed the watch and the stream has not failed since: every write reaches us. */
+  private watching = false;
   private snapshot: Snapshot | undefined;
   private written: LeaderElectionRecord | undefined;
   /** The etcd lease our last successful write attached the record to (ours to revoke once replaced). */
@@ -166,18 +171,33 @@ export class EtcdLock implements ResourceLock {
   /**
    * Wakes `onChange` on every change of the two keys (a write, a release, a deletion, the record's
    * expiry by etcd's lease), and when the watch stream (re)connects, since a change may have been missed.
+   * A write of the record alone (a renewal) comes with the record, as `get` would return it. `onHealth`
+   * is `"connected"` from etcd's confirmation of the watch until the stream fails.
    */
-  watch(onChange: () => void, signal: AbortSignal): void {
+  watch(onChange: (seen?: WatchedRecord) => void, signal: AbortSignal, onHealth?: (health: WatchHealth) => void): void {
     if (signal.aborted || this.closed) return;
-    this.listeners.add(onChange);
+    const listener = (seen?: WatchedRecord): void => onChange(seen);
+    this.listeners.add(listener);
+    if (onHealth !== undefined) {
+      this.healthListeners.set(listener, onHealth);
+      if (this.watching) queueMicrotask(() => this.healthListeners.get(listener)?.("connected"));
+    }
     this.ensureWatcher();
-    signal.addEventListener("abort", () => this.listeners.delete(onChange), { once: true });
+    signal.addEventListener(
+      "abort",
+      () => {
+        this.listeners.delete(listener);
+        this.healthListeners.delete(listener);
+      },
+      { once: true },
+    );
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.listeners.clear();
+    this.healthListeners.clear();
     const watcher = this.watcher;
     this.watcher = undefined;
     watcher?.close();
@@ -337,19 +357,64 @@ export class EtcdLock implements ResourceLock {
 
   private ensureWatcher(): void {
     if (this.watcher !== undefined) return;
-    this.watcher = new PrefixWatch(this.client.watchClient, this.keys.base, () => this.notify());
+    this.watcher = new PrefixWatch(
+      this.client.watchClient,
+      this.keys.base,
+      (events) => this.onEvents(events),
+      (connected) => this.setWatching(connected),
+    );
     this.watcher.start();
   }
 
-  private notify(): void {
-    for (const listener of [...this.listeners]) {
+  /**
+   * One revision's events. A renewal writes the record key alone: its value and mod revision are what
+   * `get` returns (see rawOf), so it is passed on as the record. Anything else (an acquisition also
+   * writes the term key, a deletion or expiry, a reconnection) is a wake-up to read.
+   */
+  private onEvents(events: IEvent[]): void {
+    const [only] = events;
+    if (events.length === 1 && only !== undefined && isPut(only) && only.kv.key.toString("utf8") === this.keys.lease) {
+      const value = only.kv.value.toString("utf8");
+      let record: LeaderElectionRecord | undefined;
       try {
-        listener();
+        record = recordFromJSON(JSON.parse(value));
+      } catch {
+        record = undefined;
+      }
+      if (record !== undefined && record.holderIdentity !== "") {
+        this.notify({ record, raw: `${only.kv.mod_revision} ${value}` });
+        return;
+      }
+    }
+    this.notify();
+  }
+
+  private setWatching(watching: boolean): void {
+    if (this.watching === watching) return;
+    this.watching = watching;
+    for (const onHealth of [...this.healthListeners.values()]) {
+      try {
+        onHealth(watching ? "connected" : "disconnected");
       } catch {
         // A listener's failure must not stop the others.
       }
     }
   }
+
+  private notify(seen?: WatchedRecord): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(seen === undefined ? undefined : { record: { ...seen.record }, raw: seen.raw });
+      } catch {
+        // A listener's failure must not stop the others.
+      }
+    }
+  }
+}
+
+/** The proto enum arrives as its name; its number is accepted too. */
+function isPut(event: IEvent): boolean {
+  return event.type === "Put" || (event.type as unknown) === 0;
 }
 
 /** What the elector compares: the record's revision makes every write visible, even an identical one. */

@@ -1,8 +1,9 @@
-import type { IDuplexStream, IWatchRequest, IWatchResponse, WatchClient } from "etcd3";
+import type { IDuplexStream, IEvent, IWatchRequest, IWatchResponse, WatchClient } from "etcd3";
 
 /**
- * One watch stream on a key prefix that calls `onChange` on every event, and when the stream is
- * (re)created, since changes may have been missed while it was down.
+ * One watch stream on a key prefix that passes on every batch of events (one revision's), and an empty
+ * batch when the stream is (re)created, since changes may have been missed while it was down.
+ * `onHealth(true)` once etcd confirmed the watch, `onHealth(false)` as soon as the stream fails.
  *
  * Written against etcd3's raw Watch RPC rather than its Watcher/WatchManager: that manager re-opens
  * failed streams with timers nobody can cancel or unref, and a stream open to a frozen etcd outlives
@@ -18,7 +19,8 @@ export class PrefixWatch {
   constructor(
     private readonly client: WatchClient,
     private readonly prefix: string,
-    private readonly onChange: () => void,
+    private readonly onEvents: (events: IEvent[]) => void,
+    private readonly onHealth: (connected: boolean) => void,
   ) {}
 
   start(): void {
@@ -27,6 +29,7 @@ export class PrefixWatch {
 
   close(): void {
     this.closed = true;
+    this.onHealth(false);
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     const stream = this.stream;
@@ -56,6 +59,7 @@ export class PrefixWatch {
     const fail = (): void => {
       if (ended) return;
       ended = true;
+      this.onHealth(false);
       if (this.stream === stream) this.stream = undefined;
       try {
         stream.cancel();
@@ -65,12 +69,18 @@ export class PrefixWatch {
       this.retry();
     };
     stream.on("data", (response) => {
-      if (response.created) this.attempt = 0;
       if (response.canceled) {
         fail();
         return;
       }
-      this.onChange();
+      if (response.created) {
+        this.attempt = 0;
+        this.onHealth(true);
+        this.onEvents([]);
+        return;
+      }
+      // No events: a progress notification, nothing changed.
+      if (response.events.length > 0) this.onEvents(response.events);
     });
     stream.on("error", fail);
     stream.on("end", fail);

@@ -1,5 +1,5 @@
 import type * as K8s from "@kubernetes/client-node";
-import { LockError, type ResourceLock } from "../../election/lock.js";
+import { LockError, type ResourceLock, type WatchHealth, type WatchedRecord } from "../../election/lock.js";
 import type { LeaderElectionRecord } from "../../election/record.js";
 import { resolveKubeConfig } from "./config.js";
 import { KubernetesConfigError, translateKubernetesError, type KubeVerb, type RequestTarget } from "./errors.js";
@@ -212,7 +212,12 @@ export class KubernetesLeaseLock implements ResourceLock {
     if (!this.closed) this.events.record(message, this.lease);
   }
 
-  watch(onChange: () => void, signal: AbortSignal): void {
+  /**
+   * A watch on the Lease. A MODIFIED event carries the Lease as stored, passed on as the record and raw
+   * `get` would return; `onHealth` is `"connected"` while the watch stream is open (each one lasts a
+   * minute; the reconnection starts with the current Lease, so nothing is missed in between).
+   */
+  watch(onChange: (seen?: WatchedRecord) => void, signal: AbortSignal, onHealth?: (health: WatchHealth) => void): void {
     if (this.closed || signal.aborted) return;
     const stop = new AbortController();
     this.watches.add(stop);
@@ -227,7 +232,10 @@ export class KubernetesLeaseLock implements ResourceLock {
       server: this.settings.server,
       namespace: this.settings.namespace,
       name: this.settings.name,
-      onChange,
+      onChange: (lease) => onChange(lease === undefined ? undefined : watchedLease(lease)),
+      onHealth: (connected) => {
+        if (!stop.signal.aborted) onHealth?.(connected ? "connected" : "disconnected");
+      },
       signal: stop.signal,
       responseTimeoutMs: this.timeoutMs,
       onForbidden: (status, message) => {
@@ -307,5 +315,22 @@ export class KubernetesLeaseLock implements ResourceLock {
       clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
     }
+  }
+}
+
+/**
+ * A watched Lease as the record and raw `get` gives (the same spec mapping and resourceVersion); none
+ * when it cannot be read or names no holder (a release is read, not observed).
+ */
+function watchedLease(lease: unknown): WatchedRecord | undefined {
+  const object = lease as { spec?: LeaseSpecJSON; metadata?: { resourceVersion?: unknown } } | null;
+  if (typeof object !== "object" || object === null) return undefined;
+  try {
+    const record = leaseSpecToRecord(object.spec);
+    if (record.holderIdentity === "") return undefined;
+    const version = object.metadata?.resourceVersion;
+    return { record, raw: leaseRaw(record, typeof version === "string" ? version : undefined) };
+  } catch {
+    return undefined;
   }
 }

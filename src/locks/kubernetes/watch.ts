@@ -17,7 +17,10 @@ export interface LeaseWatchOptions {
   server: string;
   namespace: string;
   name: string;
-  onChange: () => void;
+  /** `lease`: the object of a MODIFIED event (the Lease as the server stored it), to observe a renewal. */
+  onChange: (lease?: unknown) => void;
+  /** True once the server answered the watch (events flow), false as soon as the stream ends. */
+  onHealth?: (connected: boolean) => void;
   signal: AbortSignal;
   /** Called once if the watch is forbidden or unauthorised; the lock then works by polling alone. */
   onForbidden: (status: number, message: string) => void;
@@ -45,6 +48,7 @@ async function loop(options: LeaseWatchOptions): Promise<void> {
   while (!signal.aborted) {
     const started = performance.now();
     const outcome = await watchOnce(options);
+    options.onHealth?.(false);
     if (signal.aborted) return;
     if (outcome.forbidden) {
       options.onForbidden(outcome.forbidden.status, outcome.forbidden.message);
@@ -101,6 +105,7 @@ async function watchOnce(options: LeaseWatchOptions): Promise<Outcome> {
       clearTimeout(noAnswer);
       res.on("error", () => resolve({}));
       res.on("close", () => resolve({}));
+      if (res.statusCode === 200) options.onHealth?.(true);
       if (res.statusCode !== 200) {
         let body = "";
         res.setEncoding("utf8");
@@ -131,13 +136,15 @@ async function watchOnce(options: LeaseWatchOptions): Promise<Outcome> {
           const line = buffered.slice(0, nl).trim();
           buffered = buffered.slice(nl + 1);
           if (line === "") continue;
-          let type: unknown;
+          let event: { type?: unknown; object?: unknown };
           try {
-            type = (JSON.parse(line) as { type?: unknown }).type;
+            event = JSON.parse(line) as { type?: unknown; object?: unknown };
           } catch {
             continue;
           }
-          if (type === "ADDED" || type === "MODIFIED" || type === "DELETED") options.onChange();
+          const type = event.type;
+          if (type === "MODIFIED") options.onChange(event.object);
+          else if (type === "ADDED" || type === "DELETED") options.onChange();
           // ERROR (e.g. 410 Gone) ends the stream on the server side; we reconnect. BOOKMARK: nothing.
         }
       });

@@ -10,7 +10,7 @@
 import { sleep } from "../../election/clock.js";
 import type { Clock } from "../../election/clock.js";
 import { AlreadyExistsError, ConflictError, LockError, NotFoundError } from "../../election/lock.js";
-import type { ResourceLock } from "../../election/lock.js";
+import type { ResourceLock, WatchHealth, WatchedRecord } from "../../election/lock.js";
 import { recordToJSON } from "../../election/record.js";
 import type { LeaderElectionRecord } from "../../election/record.js";
 
@@ -39,6 +39,18 @@ export interface MemoryLockOptions {
   latency?: Partial<Record<MemoryLockOp, number>>;
   /** Offer `watch()` (off by default, so the elector's plain retry loop is what gets exercised). */
   watch?: boolean;
+  /**
+   * Offer `watch()` with health: it reports `"connected"` while the store's watch channel is up
+   * (`MemoryStore.setWatchConnected`) and announces every write with its record, as a healthy
+   * notification stream does. Implies `watch`.
+   */
+  watchHealth?: boolean;
+}
+
+interface Watcher {
+  onChange: (seen?: WatchedRecord) => void;
+  /** Present for `watchHealth` subscribers: they get records, health, and nothing while disconnected. */
+  onHealth?: (health: WatchHealth) => void;
 }
 
 function copyDate(d: Date | null): Date | null {
@@ -69,7 +81,8 @@ export class MemoryStore {
   readonly history: { version: number; record: LeaderElectionRecord | undefined }[] = [];
   private record: LeaderElectionRecord | undefined;
   private ver = 0;
-  private readonly watchers = new Set<() => void>();
+  private readonly watchers = new Set<Watcher>();
+  private connected = true;
 
   /** `name` is what the locks' `describe()` returns. */
   constructor(readonly name = "memory") {}
@@ -89,10 +102,31 @@ export class MemoryStore {
     return this.record === undefined ? undefined : memoryRaw(this.record);
   }
 
-  /** Writes a record from outside any lock (another client, an operator); bumps the version. */
-  put(record: LeaderElectionRecord): number {
+  /**
+   * Writes a record from outside any lock (another client, an operator); bumps the version.
+   * `announce: false`: no watcher hears of it (a writer that does not announce, a lost message).
+   */
+  put(record: LeaderElectionRecord, options: { announce?: boolean } = {}): number {
     this.record = copyRecord(record);
-    return this.bump();
+    return this.bump(options.announce ?? true);
+  }
+
+  /**
+   * The health-reporting watchers' channel goes down (`"disconnected"`, nothing announced to them) or
+   * comes back (`"connected"`, then one wake: something may have been missed).
+   */
+  setWatchConnected(connected: boolean): void {
+    if (this.connected === connected) return;
+    this.connected = connected;
+    for (const watcher of [...this.watchers]) {
+      if (watcher.onHealth === undefined) continue;
+      const w = watcher;
+      queueMicrotask(() => {
+        if (!this.watchers.has(w)) return;
+        w.onHealth?.(connected ? "connected" : "disconnected");
+        if (connected) w.onChange();
+      });
+    }
   }
 
   /** Deletes the record from outside any lock; bumps the version. */
@@ -107,21 +141,31 @@ export class MemoryStore {
   }
 
   /** @internal used by MemoryLock */
-  subscribe(onChange: () => void, signal: AbortSignal): void {
+  subscribe(onChange: (seen?: WatchedRecord) => void, signal: AbortSignal, onHealth?: (health: WatchHealth) => void): void {
     if (signal.aborted) return;
-    // Wrapped so the same callback can be subscribed twice and unsubscribed independently.
-    const entry = (): void => onChange();
+    // A fresh entry, so the same callback can be subscribed twice and unsubscribed independently.
+    const entry: Watcher = onHealth === undefined ? { onChange } : { onChange, onHealth };
     this.watchers.add(entry);
     signal.addEventListener("abort", () => this.watchers.delete(entry), { once: true });
+    if (onHealth !== undefined && this.connected) {
+      queueMicrotask(() => {
+        if (this.watchers.has(entry) && this.connected) onHealth("connected");
+      });
+    }
   }
 
-  private bump(): number {
+  private bump(announce = true): number {
     this.ver += 1;
-    this.history.push({ version: this.ver, record: this.read() });
+    const stored = this.read();
+    this.history.push({ version: this.ver, record: stored });
+    if (!announce) return this.ver;
     for (const watcher of [...this.watchers]) {
+      if (watcher.onHealth !== undefined && !this.connected) continue;
       // Notified after the writer's call completes, never re-entrantly inside it.
       queueMicrotask(() => {
-        if (this.watchers.has(watcher)) watcher();
+        if (!this.watchers.has(watcher)) return;
+        if (watcher.onHealth !== undefined && stored !== undefined) watcher.onChange({ record: copyRecord(stored), raw: memoryRaw(stored) });
+        else watcher.onChange();
       });
     }
     return this.ver;
@@ -148,8 +192,8 @@ export class MemoryLock implements ResourceLock {
   onCall?: (op: MemoryLockOp, n: number) => void;
   /** Called synchronously for each recorded event message. */
   onRecordEvent?: (message: string) => void;
-  /** Present only when the lock was created with `{ watch: true }`. */
-  readonly watch?: (onChange: () => void, signal: AbortSignal) => void;
+  /** Present only when the lock was created with `{ watch: true }` or `{ watchHealth: true }`. */
+  readonly watch?: (onChange: (seen?: WatchedRecord) => void, signal: AbortSignal, onHealth?: (health: WatchHealth) => void) => void;
 
   private seenVersion: number | undefined;
   private closed = false;
@@ -167,10 +211,15 @@ export class MemoryLock implements ResourceLock {
     if (options.clock === undefined && Object.values(latency).some((ms) => ms !== undefined && ms > 0)) {
       throw new TypeError("MemoryLock: latency needs a clock; pass { clock } as well");
     }
-    if (options.watch === true) {
+    if (options.watchHealth === true) {
+      this.watch = (onChange, signal, onHealth) => {
+        if (this.closed) return;
+        this.store.subscribe(onChange, AbortSignal.any([signal, this.closeController.signal]), onHealth ?? (() => {}));
+      };
+    } else if (options.watch === true) {
       this.watch = (onChange, signal) => {
         if (this.closed) return;
-        this.store.subscribe(onChange, AbortSignal.any([signal, this.closeController.signal]));
+        this.store.subscribe(() => onChange(), AbortSignal.any([signal, this.closeController.signal]));
       };
     }
   }

@@ -7,6 +7,8 @@ import {
   NotFoundError,
   PermanentLockError,
   type ResourceLock,
+  type WatchHealth,
+  type WatchedRecord,
 } from "../../election/lock.js";
 import { recordToJSON, type LeaderElectionRecord } from "../../election/record.js";
 import {
@@ -21,7 +23,7 @@ import {
 } from "./config.js";
 import { PgSession, PostgresUnavailableError } from "./connection.js";
 import { Notifier, type NotifyMode } from "./notify.js";
-import { channelName, createTablesSql, statements, type Statements } from "./sql.js";
+import { channelName, createTablesSql, statements, type NotifiedRow, type Statements } from "./sql.js";
 
 export { PostgresConfigError, isPostgresUrl, parseTableName } from "./config.js";
 export { PostgresUnavailableError } from "./connection.js";
@@ -124,6 +126,7 @@ export class PostgresLock implements ResourceLock {
       pollIntervalMs: options.pollIntervalMs,
       probe: (channel, payload) => this.session.query("SELECT", "pg_notify", this.sql.probe, [channel, payload]).then(() => undefined),
       poll: () => this.version(),
+      decode: (payload) => this.notifiedRecord(payload),
       onMode: (mode: NotifyMode, why?: string) => {
         if (mode === "notify") this.options.onInfo?.(`hand-over by LISTEN/NOTIFY on channel "${channelName(options.table)}"`);
         else this.options.onWarning?.(`notifications unavailable${why ? ` (${why})` : ""}; polling ${this.tableName()} every ${options.pollIntervalMs}ms`);
@@ -176,7 +179,7 @@ export class PostgresLock implements ResourceLock {
   }
 
   async create(record: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
-    const stored = await this.write("insert", record, null, record.leaderTransitions, true, signal);
+    const stored = await this.write("insert", record, null, record.leaderTransitions, "holder", signal);
     if (stored === undefined) throw new AlreadyExistsError(`lease ${this.describe()} already exists`);
   }
 
@@ -191,8 +194,9 @@ export class PostgresLock implements ResourceLock {
       !release &&
       (seen.version === null || current.holderIdentity !== record.holderIdentity || record.leaderTransitions > current.leaderTransitions);
     const term = acquire ? Math.max(record.leaderTransitions, current.leaderTransitions + 1) : null;
-    // Others are told when the holder changes (acquisition or release), not on renewals.
-    const notify = release || acquire;
+    // Others are woken when the holder changes (acquisition or release); a renewal sends the row, which
+    // they observe without reading.
+    const notify = release || acquire ? "holder" : "row";
     const stored =
       seen.version === null
         ? await this.write("insert", record, seen, term ?? current.leaderTransitions, notify, signal)
@@ -200,10 +204,28 @@ export class PostgresLock implements ResourceLock {
     if (stored === undefined) throw new ConflictError(`lease ${this.describe()} changed since it was last read`);
   }
 
-  /** Wakes `onChange` on a notification for this lease, on reconnects, or when polling sees a change. */
-  watch(onChange: () => void, signal: AbortSignal): void {
+  /**
+   * Wakes `onChange` on a notification for this lease, on reconnects, or when polling sees a change; a
+   * renewal's notification comes with the record, as `get` would return it. `onHealth` is `"connected"`
+   * while notifications are proven to arrive (LISTEN up and the probe came back).
+   */
+  watch(onChange: (seen?: WatchedRecord) => void, signal: AbortSignal, onHealth?: (health: WatchHealth) => void): void {
     if (signal.aborted || this.closed) return;
-    this.notifier.add(onChange, signal);
+    this.notifier.add(onChange, signal, onHealth);
+  }
+
+  /** A renewal's payload as the record and raw `get` would return; undefined if it is not one. */
+  private notifiedRecord(payload: unknown): WatchedRecord | undefined {
+    const row = payload as Partial<NotifiedRow> | null;
+    if (typeof row !== "object" || row === null || row.lease !== this.options.name) return undefined;
+    const time = (v: unknown): Date | null | undefined => (v === null ? null : typeof v === "string" ? new Date(Date.parse(v)) : undefined);
+    try {
+      const snapshot = this.decode({ ...row, acquire_time: time(row.acquire_time), renew_time: time(row.renew_time) });
+      if (snapshot.record.holderIdentity === "") return undefined;
+      return { record: snapshot.record, raw: rawOf(snapshot) };
+    } catch {
+      return undefined;
+    }
   }
 
   async close(): Promise<void> {
@@ -277,7 +299,7 @@ export class PostgresLock implements ResourceLock {
     record: LeaderElectionRecord,
     seen: Snapshot | null,
     term: number | null,
-    notify: boolean,
+    notify: "holder" | "row",
     signal?: AbortSignal,
   ): Promise<Snapshot | undefined> {
     await this.ensureTables(signal);
@@ -292,7 +314,8 @@ export class PostgresLock implements ResourceLock {
       record.strategy ?? null,
       record.preferredHolder ?? null,
       term === null ? null : String(term),
-      notify ? channelName(this.table) : null,
+      channelName(this.table),
+      notify === "row",
     ];
     const result = await this.run(kind === "insert" ? "INSERT" : "UPDATE", kind === "insert" ? this.sql.insert : this.sql.update, values, signal);
     const row = result.rows[0];

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import type { WatchHealth, WatchedRecord } from "../../election/lock.js";
 import type { PostgresTarget } from "./config.js";
 import { PgSession } from "./connection.js";
 
@@ -17,6 +18,13 @@ export interface NotifierOptions {
   /** A value that changes whenever the lease row changes. */
   poll: () => Promise<string>;
   onMode: (mode: NotifyMode, why?: string) => void;
+  /** A JSON payload (a renewal's row) as the record it announces; undefined if it is not one. */
+  decode: (payload: unknown) => WatchedRecord | undefined;
+}
+
+interface Listener {
+  onChange: (seen?: WatchedRecord) => void;
+  onHealth?: ((health: WatchHealth) => void) | undefined;
 }
 
 /**
@@ -26,9 +34,13 @@ export interface NotifierOptions {
  * but nothing arrives, and then we poll the row instead. While the LISTEN connection is down we poll
  * too, and after it is back the watchers are woken once, since a release may have been missed.
  * Correctness never depends on any of this: the elector keeps its retry loop.
+ *
+ * Health (`WatchHealth`) is `connected` while LISTEN is up and the probe proved the path: every write
+ * notifies (renewals with the row), so waiters need not poll. Anything else is `disconnected`.
  */
 export class Notifier {
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<Listener>();
+  private healthy = false;
   private session: PgSession | undefined;
   private started = false;
   private listening = false;
@@ -44,8 +56,14 @@ export class Notifier {
 
   constructor(private readonly options: NotifierOptions) {}
 
-  add(listener: () => void, signal: AbortSignal): void {
+  add(onChange: (seen?: WatchedRecord) => void, signal: AbortSignal, onHealth?: (health: WatchHealth) => void): void {
+    const listener: Listener = { onChange, onHealth };
     this.listeners.add(listener);
+    if (onHealth !== undefined && this.healthy) {
+      queueMicrotask(() => {
+        if (this.listeners.has(listener) && this.healthy) onHealth("connected");
+      });
+    }
     signal.addEventListener(
       "abort",
       () => {
@@ -65,6 +83,7 @@ export class Notifier {
   async close(): Promise<void> {
     this.closed = true;
     this.listeners.clear();
+    this.updateHealth();
     this.updatePolling();
     if (this.relisten !== undefined) clearTimeout(this.relisten);
     if (this.probeTimer !== undefined) clearTimeout(this.probeTimer);
@@ -82,6 +101,7 @@ export class Notifier {
     }
     this.listening = true;
     this.updatePolling();
+    this.updateHealth();
     if (this.mode === undefined) void this.decide(session);
     // Anything published while we were not listening was missed.
     this.wake();
@@ -103,6 +123,7 @@ export class Notifier {
     }
     this.listening = false;
     this.setMode("poll", "a test notification did not arrive; a transaction-mode pooler may be in between");
+    this.updateHealth();
     this.session = undefined;
     this.updatePolling();
     await session.close();
@@ -114,9 +135,11 @@ export class Notifier {
       if (channel !== this.options.channel) return;
       if (payload === this.probeToken) this.probeSeen?.();
       else if (payload === this.options.lease) this.wake();
+      else if (payload.startsWith("{")) this.onRow(payload);
     };
     session.onLost = () => {
       this.listening = false;
+      this.updateHealth();
       this.updatePolling();
       this.retryListen();
     };
@@ -162,6 +185,34 @@ export class Notifier {
     if (this.mode === mode) return;
     this.mode = mode;
     this.options.onMode(mode, why);
+    this.updateHealth();
+  }
+
+  /** A renewal of this lease (other leases share the channel): observed as the row it carries. */
+  private onRow(payload: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(payload);
+    } catch {
+      return;
+    }
+    if ((parsed as { lease?: unknown } | null)?.lease !== this.options.lease) return;
+    const seen = this.options.decode(parsed);
+    if (seen === undefined) this.wake();
+    else this.wake(seen);
+  }
+
+  private updateHealth(): void {
+    const healthy = !this.closed && this.listening && this.mode === "notify";
+    if (healthy === this.healthy) return;
+    this.healthy = healthy;
+    for (const listener of [...this.listeners]) {
+      try {
+        listener.onHealth?.(healthy ? "connected" : "disconnected");
+      } catch {
+        // A listener's failure must not stop the others.
+      }
+    }
   }
 
   private updatePolling(): void {
@@ -190,10 +241,10 @@ export class Notifier {
     }
   }
 
-  private wake(): void {
+  private wake(seen?: WatchedRecord): void {
     for (const listener of [...this.listeners]) {
       try {
-        listener();
+        listener.onChange(seen === undefined ? undefined : { record: { ...seen.record }, raw: seen.raw });
       } catch {
         // A listener's failure must not stop the others.
       }

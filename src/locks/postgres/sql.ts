@@ -50,7 +50,8 @@ const COLUMNS = "holder_identity, lease_duration_seconds, acquire_time, renew_ti
  * Parameters: $1 lease name.
  * Writes: $2 expected version, $3 expected term, $4 holder, $5 lease seconds, $6 acquire time,
  * $7 renew time, $8 strategy, $9 preferred holder, $10 new term wanted (acquisition; null = keep),
- * $11 notify channel (null = no notification).
+ * $11 notify channel (null = no notification), $12 true: the payload is the stored row as JSON (see
+ * `NotifiedRow`; renewals, so watchers observe them without reading), otherwise the lease name.
  */
 export function statements(name: TableName): Statements {
   const leases = qualified(name);
@@ -58,7 +59,11 @@ export function statements(name: TableName): Statements {
   const nextTerm = `GREATEST(COALESCE((SELECT tt.term FROM ${terms} tt WHERE tt.name = $1::text), -1) + 1, $10::bigint)`;
   const remember = `INSERT INTO ${terms} AS tt (name, term) SELECT name, leader_transitions FROM w WHERE $10::bigint IS NOT NULL
     ON CONFLICT (name) DO UPDATE SET term = GREATEST(tt.term, EXCLUDED.term)`;
-  const notify = `CASE WHEN $11::text IS NOT NULL THEN (SELECT count(*) FROM pg_notify($11::text, $1::text)) END AS notified`;
+  const rowJson = `json_build_object('lease', $1::text, 'version', w.version::text, 'holder_identity', w.holder_identity,
+    'lease_duration_seconds', w.lease_duration_seconds, 'acquire_time', w.acquire_time, 'renew_time', w.renew_time,
+    'leader_transitions', w.leader_transitions::text, 'strategy', w.strategy, 'preferred_holder', w.preferred_holder)::text`;
+  const notify = `CASE WHEN $11::text IS NOT NULL THEN (SELECT count(*) FROM pg_notify($11::text,
+    CASE WHEN $12::boolean THEN ${rowJson} ELSE $1::text END)) END AS notified`;
   return {
     exists: `SELECT to_regclass($1::text) IS NOT NULL AS leases, to_regclass($2::text) IS NOT NULL AS terms`,
     read: `SELECT ${COLUMNS.split(", ")
@@ -90,7 +95,26 @@ SELECT ${COLUMNS}, ${notify} FROM w`,
   };
 }
 
-/** The channel of a lease table's notifications; the payload is the lease name. */
+/**
+ * A renewal's notification payload: the row as stored, times as JSON timestamps, the numbers that may
+ * exceed 2^53 as text.
+ */
+export interface NotifiedRow {
+  lease: string;
+  version: string;
+  holder_identity: string;
+  lease_duration_seconds: number;
+  acquire_time: string | null;
+  renew_time: string | null;
+  leader_transitions: string;
+  strategy: string | null;
+  preferred_holder: string | null;
+}
+
+/**
+ * The channel of a lease table's notifications. The payload is the lease name (an acquisition or a
+ * release: read it) or, for a renewal, the row as JSON (`NotifiedRow`).
+ */
 export function channelName(name: TableName): string {
   return qualified(name).slice(0, 63);
 }

@@ -6,6 +6,8 @@ import {
   NotFoundError,
   PermanentLockError,
   type ResourceLock,
+  type WatchHealth,
+  type WatchedRecord,
 } from "../../election/lock.js";
 import { recordFromJSON, recordToJSON, type LeaderElectionRecord } from "../../election/record.js";
 import {
@@ -106,7 +108,10 @@ export class RedisLock implements ResourceLock {
   readonly keys: RedisLeaseKeys;
   private readonly client: RedisClient;
   private subscriber: RedisClient | undefined;
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(seen?: WatchedRecord) => void>();
+  private readonly healthListeners = new Map<(seen?: WatchedRecord) => void, (health: WatchHealth) => void>();
+  /** The subscription is confirmed on a connection that is up: every publish reaches us. */
+  private subscribed = false;
   private wakeTimer: NodeJS.Timeout | undefined;
   private snapshot: Snapshot | undefined;
   private written: LeaderElectionRecord | undefined;
@@ -198,16 +203,24 @@ export class RedisLock implements ResourceLock {
   /**
    * Wakes `onChange` when the holder changes or the lease is released (pub/sub on a second connection),
    * when that connection (re)connects (a message may have been missed), and when the lease key we last
-   * read is due to expire by the server's clock.
+   * read is due to expire by the server's clock. A renewal publishes the stored value, which is passed
+   * on as the record (`get` would return the same bytes). `onHealth` is `"connected"` while the
+   * subscription is confirmed on a live connection: every write publishes, so nothing is missed.
    */
-  watch(onChange: () => void, signal: AbortSignal): void {
+  watch(onChange: (seen?: WatchedRecord) => void, signal: AbortSignal, onHealth?: (health: WatchHealth) => void): void {
     if (signal.aborted || this.closed) return;
-    this.listeners.add(onChange);
+    const listener = (seen?: WatchedRecord): void => onChange(seen);
+    this.listeners.add(listener);
+    if (onHealth !== undefined) {
+      this.healthListeners.set(listener, onHealth);
+      if (this.subscribed) queueMicrotask(() => this.healthListeners.get(listener)?.("connected"));
+    }
     this.ensureSubscriber();
     signal.addEventListener(
       "abort",
       () => {
-        this.listeners.delete(onChange);
+        this.listeners.delete(listener);
+        this.healthListeners.delete(listener);
         if (this.listeners.size === 0) this.cancelWake();
       },
       { once: true },
@@ -218,7 +231,9 @@ export class RedisLock implements ResourceLock {
     if (this.closed) return;
     this.closed = true;
     this.cancelWake();
+    this.setSubscribed(false);
     this.listeners.clear();
+    this.healthListeners.clear();
     this.subscriber?.disconnect();
     this.client.disconnect();
   }
@@ -410,15 +425,25 @@ export class RedisLock implements ResourceLock {
     this.subscriber = sub;
     sub.on("error", () => undefined);
     sub.on("node error", () => undefined);
-    sub.on("message", (channel: string) => {
-      if (channel === this.keys.channel) this.notify();
+    sub.on("message", (channel: string, message: string) => {
+      if (channel === this.keys.channel) this.onMessage(message);
     });
+    // Messages may be missed from the moment the connection drops until it is subscribed again.
+    for (const event of ["close", "end", "reconnecting"]) {
+      sub.on(event, () => {
+        if (this.subscriber === sub) this.setSubscribed(false);
+      });
+    }
     // A release published before the subscription took effect reached no one: look once more when it
     // has, on the first connect and on every reconnect (ioredis reports ready before re-subscribing).
     const subscribe = (): void => {
       sub.subscribe(this.keys.channel).then(
-        () => this.notify(),
         () => {
+          if (!this.closed && this.subscriber === sub && sub.status === "ready") this.setSubscribed(true);
+          this.notify();
+        },
+        () => {
+          if (this.subscriber === sub) this.setSubscribed(false);
           // Not subscribed on a connection that is up (it timed out: the server stopped answering).
           // Start the connection over; its "ready" subscribes again, so notifications come back.
           if (!this.closed && this.subscriber === sub && sub.status === "ready") sub.disconnect(true);
@@ -432,10 +457,37 @@ export class RedisLock implements ResourceLock {
     subscribe();
   }
 
-  private notify(): void {
+  /**
+   * A renewal's message is the stored value: observed as is, and the expiry wake-up of the value we
+   * last read is no longer due (the key was just renewed). Any other message (an acquisition or a
+   * release names the new holder; an older leader-run publishes nothing on renewals) is a wake-up.
+   */
+  private onMessage(message: string): void {
+    const seen = message.startsWith("{") ? this.tryDecode(message, null) : undefined;
+    if (seen === undefined || seen.value === null || seen.record.holderIdentity === "") {
+      this.notify();
+      return;
+    }
+    this.cancelWake();
+    this.notify({ record: seen.record, raw: seen.value });
+  }
+
+  private setSubscribed(subscribed: boolean): void {
+    if (this.subscribed === subscribed) return;
+    this.subscribed = subscribed;
+    for (const onHealth of [...this.healthListeners.values()]) {
+      try {
+        onHealth(subscribed ? "connected" : "disconnected");
+      } catch {
+        // A listener's failure must not stop the others.
+      }
+    }
+  }
+
+  private notify(seen?: WatchedRecord): void {
     for (const listener of [...this.listeners]) {
       try {
-        listener();
+        listener(seen === undefined ? undefined : { record: { ...seen.record }, raw: seen.raw });
       } catch {
         // A listener's failure must not stop the others.
       }

@@ -29,7 +29,8 @@ return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('PTTL
  *   2 expected lease value ('' = absent)  3 expected fencing counter ('' = absent)
  *     (ignored by create, which requires both keys to be absent)
  *   4, 5 the record JSON before and after its leaderTransitions value
- *   6 expiry of the lease key in ms   7 channel   8 message (the new holder)
+ *   6 expiry of the lease key in ms   7 channel   8 message of an acquisition or release (the new holder;
+ *     a renewal publishes the stored value instead, so watchers observe it without reading)
  *   9 term: create/renew/release store it as is; acquire stores max(INCR counter, ARGV[9])
  * Returns `{1, stored value, counter}` on success and `{0, current value, counter}` on a conflict.
  */
@@ -55,7 +56,7 @@ elseif op == 'create' then
 end
 local value = ARGV[4] .. string.format('%d', term) .. ARGV[5]
 redis.call('SET', KEYS[1], value, 'PX', ARGV[6])
-if op ~= 'renew' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
+if op == 'renew' then redis.call('PUBLISH', ARGV[7], value) else redis.call('PUBLISH', ARGV[7], ARGV[8]) end
 return {1, value, redis.call('GET', KEYS[2])}
 `);
 
