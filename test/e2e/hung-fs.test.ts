@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, afterEach, beforeEach, describe, test, type TestContext } from "node:test";
@@ -26,7 +27,10 @@ const HUNG_FS = join(ROOT, "test", "support", "hung-fs.sh");
 function fuseProblem(): string | undefined {
   if (process.getuid?.() !== 0) return "not root";
   if (!existsSync("/dev/fuse")) return "no /dev/fuse";
-  const r = spawnSync("unshare", ["-m", "--propagation", "private", "sh", HUNG_FS, ROOT, "true"], { encoding: "utf8", timeout: 10_000 });
+  // On a directory of its own: nothing else (a PATH entry, the working directory) is below it.
+  const dir = mkdtempSync(join(tmpdir(), "hung-fs-probe-"));
+  const r = spawnSync("unshare", ["-m", "--propagation", "private", "sh", HUNG_FS, dir, "true"], { encoding: "utf8", timeout: 10_000 });
+  rmSync(dir, { recursive: true, force: true });
   if (r.error) return `unshare: ${r.error.message}`;
   if (r.status !== 0) return `mounting a FUSE file system failed (exit ${r.status}): ${r.stderr.trim()}`;
   return undefined;

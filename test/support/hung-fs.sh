@@ -15,6 +15,17 @@
 set -eu
 mnt=$1
 shift
+# A PATH entry below the mount point would hang every command lookup from here on (npm puts
+# <repo>/node_modules/.bin first): drop such entries.
+path=
+saved_ifs=$IFS
+IFS=:
+for dir in $PATH; do
+  case "$dir/" in "$mnt"/*) ;; *) path=${path:+$path:}$dir ;; esac
+done
+IFS=$saved_ifs
+PATH=$path
+export PATH
 if [ -d "$mnt" ]; then rootmode=40000; else rootmode=100000; fi
 exec 3<>/dev/fuse || exit 97
 mount -i -t fuse -o "fd=3,rootmode=$rootmode,user_id=0,group_id=0" leader-run-hung "$mnt" || exit 97
