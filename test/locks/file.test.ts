@@ -599,7 +599,7 @@ describe("crash safety of the critical section", () => {
 
   test("a critical-section lock held too long (hung or unknown holder) is broken after the stale period", async () => {
     const dir = freshDir();
-    const lock = new FileLock({ name: "job", identity: "a", dir, criticalSectionStaleMs: 1_000 });
+    const lock = new FileLock({ name: "job", identity: "a", dir, criticalSectionStaleMs: 1_000, fsTimeoutMs: 500 });
     await lock.create(record("a"));
     // A live holder (this very process) that never lets go; and an empty lock file, as after a crash
     // between creating and writing it.
@@ -618,6 +618,21 @@ describe("crash safety of the critical section", () => {
     const started = Date.now();
     await lock.update(record("a"));
     assert.ok(Date.now() - started < 900);
+  });
+
+  test("the critical section is not broken by age while its holder's rename may still be running (its file-system bound)", async () => {
+    // A holder verifies at up to staleMs/2 and its rename may then take up to fsTimeoutMs: breaking the
+    // section at staleMs would let a slow rename land over the breaker's record, and both would hold
+    // the lease in the same term (found by review: a 5.5 s rename against a 5 s stale period).
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir, criticalSectionStaleMs: 1_000, fsTimeoutMs: 3_000 });
+    await lock.create(record("a"));
+    await writeFile(join(dir, ".job~lock"), JSON.stringify({ ...(await currentProcess()), token: "slow-rename" }), { mode: 0o600 });
+    const started = Date.now();
+    await lock.update(record("a"));
+    const took = Date.now() - started;
+    assert.ok(took >= 500 + 3_000 - 100, `broke a section whose holder's rename could still land, after ${took}ms`);
+    assert.ok(took < 15_000, `took ${took}ms`);
   });
 
   test("a writer whose critical-section lock was broken writes nothing", async () => {

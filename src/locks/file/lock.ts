@@ -51,7 +51,11 @@ export interface FileLockOptions {
   /** Must match the elector's lease duration; bounds how long a corrupt file blocks. Default 15000. */
   leaseDurationMs?: number;
   clock?: Clock;
-  /** How long a crashed or hung writer may block the critical section. Default 5000. */
+  /**
+   * How long a crashed or hung writer may block the critical section (a dead writer on this host is
+   * noticed at once). Raised to half of it plus `fsTimeoutMs` when that is longer: the section is never
+   * broken while its holder's rename may still land. Default 5000.
+   */
   criticalSectionStaleMs?: number;
   /**
    * How long one file-system call may take before it is abandoned and the operation fails (a hung NFS
@@ -182,6 +186,8 @@ export class FileLock implements ResourceLock, ProcessGuard {
     // Helper files start with '.' and use '~', which lease names cannot contain: no name can clash.
     this.mutex = new FileMutex(this.helperPath("lock"), {
       staleMs: options.criticalSectionStaleMs ?? 5000,
+      // The commit's rename runs under the same bound as every call: the lock must outlive it.
+      commitBoundMs: fsTimeoutMs,
       run: (what, path, work) => this.fs.run(what, path, work),
     });
     openWriter(this.writer);

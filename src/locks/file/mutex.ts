@@ -20,15 +20,25 @@ import { currentProcess, errno, processLiveness, sameHost, type ProcessIdentity 
  *   stale; if a fresh lock slipped in between, it links it back. So a live holder is never robbed
  *   silently.
  * - A holder re-checks, right before it commits, that its lock file is still its own and that it has
- *   spent less than `staleMs / 2` inside; otherwise it writes nothing. Left over: a holder paused for
- *   longer than `staleMs` exactly between that check and its rename(), the same residual risk as any
- *   process paused past its lease.
+ *   spent less than `staleMs / 2` inside; otherwise it writes nothing. Its rename() is bounded
+ *   (`commitBoundMs`), and nobody breaks the lock by age before `staleMs / 2 + commitBoundMs` has
+ *   passed, so a slow rename within its bound never lands over a breaker's record. Left over: a holder
+ *   paused for that long exactly between that check and its rename(), the same residual risk as any
+ *   process paused past its lease, and a rename abandoned at its bound that a hung file system still
+ *   completes later (docs/safety.md).
  */
 export interface FileMutexOptions {
   /** A lock older than this is broken. Default 5000 ms. */
   staleMs?: number;
   /** Give up waiting after this long. Default `2 * staleMs`. */
   timeoutMs?: number;
+  /**
+   * The longest one commit step (rename, link) may take once `verify` passed: the holder's `run`
+   * bound. A lock is broken by age only after `staleMs / 2 + commitBoundMs + margin` too, so a slow
+   * rename that is still within its bound can never land over the record of a process that broke the
+   * lock meanwhile. Default 0.
+   */
+  commitBoundMs?: number;
   /**
    * Runs each file-system step (`what`: the call and its path); the file lock bounds them in time
    * (bounded.ts). Default: as they are.
@@ -45,6 +55,9 @@ export interface MutexHandle {
   verify(): Promise<void>;
   release(): Promise<void>;
 }
+
+/** Room for clock-rate differences and the breaker's own steps between its age check and its rename. */
+const COMMIT_MARGIN_MS = 500;
 
 const CREATE_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
 /** O_NONBLOCK: a FIFO put where the lock file belongs must not block open() (it would hang for good). */
@@ -64,13 +77,16 @@ async function readLockFile(path: string): Promise<string> {
 export class FileMutex {
   readonly path: string;
   private readonly staleMs: number;
+  /** Age after which a lock is broken: never while its holder may still be committing. */
+  private readonly breakAfterMs: number;
   private readonly timeoutMs: number;
   private readonly run: <T>(what: string, path: string, work: () => Promise<T>) => Promise<T>;
 
   constructor(path: string, options: FileMutexOptions = {}) {
     this.path = path;
     this.staleMs = options.staleMs ?? 5000;
-    this.timeoutMs = options.timeoutMs ?? 2 * this.staleMs;
+    this.breakAfterMs = Math.max(this.staleMs, this.staleMs / 2 + (options.commitBoundMs ?? 0) + COMMIT_MARGIN_MS);
+    this.timeoutMs = options.timeoutMs ?? 2 * this.breakAfterMs;
     this.run = options.run ?? ((_what, _path, work) => work());
   }
 
@@ -199,7 +215,7 @@ export class FileMutex {
   private async isStale(self: ProcessIdentity, info: LockInfo | null, mtimeMs: number): Promise<boolean> {
     const age = Date.now() - mtimeMs;
     // A negative age beyond staleMs means the wall clock was set back since it was written.
-    if (Math.abs(age) > this.staleMs) return true;
+    if (Math.abs(age) > this.breakAfterMs) return true;
     if (info === null || !sameHost(self, info)) return false;
     return (await processLiveness(info.pid, info.startTime)) === "gone";
   }
