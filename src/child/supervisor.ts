@@ -53,6 +53,13 @@ export interface StartChildOptions {
    * while the child was being spawned, and the command is not started at all.
    */
   mayStart?: () => boolean;
+  /**
+   * Awaited after the guard acknowledged the group and before the last look (`mayStart`) and the gate:
+   * the CLI names the guard and the group in the lease record here, so a standby on this host that
+   * finds leader-run dead still waits for whatever is stopping the group (a guard replaced at the last
+   * moment included). Errors are the caller's to handle; a rejection fails closed like a dead guard.
+   */
+  beforeGate?: (pgid: number) => Promise<void>;
 }
 
 export interface StopOptions {
@@ -210,6 +217,16 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
     throw error instanceof GuardUnavailableError ? error : new GuardUnavailableError(String(error), { cause: error });
   }
   if (guard !== undefined) options.log?.({ type: "guard_armed", pgid: pid });
+  if (options.beforeGate !== undefined) {
+    try {
+      await options.beforeGate(pid);
+    } catch (error) {
+      killGroup(pid, "SIGKILL");
+      await exited;
+      guard?.unwatch(pid);
+      throw error;
+    }
+  }
   // Only now may the command run: from here on the guard stops its group by the deadline, or at once
   // if we die.
   const gate: unknown = child.stdio[3];

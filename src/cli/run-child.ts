@@ -220,6 +220,12 @@ export class ChildControl {
             const deadline = this.host.stopDeadline();
             return !leading.aborted && (deadline === undefined || performance.now() < deadline);
           },
+          // The guard that acknowledged (a replacement of a pre-started one that died, too) and the
+          // group go into the record before the command exists. Best effort: a failed write leaves
+          // the earlier facts, and the lease itself is unaffected.
+          beforeGate: async (pgid) => {
+            await this.processGuard?.setGuardedProcessGroup(pgid, { watchdogPid: this.guard.pid, signal: leading }).catch(() => undefined);
+          },
         });
       } catch (error) {
         if (!(error instanceof ChildSpawnError)) throw error;
@@ -229,7 +235,6 @@ export class ChildControl {
       }
       this.current = child;
       this.firstStartedAt ??= child.startedAt;
-      void this.processGuard?.setGuardedProcessGroup(child.pgid, { watchdogPid: this.guard.pid });
       this.http?.childStarted();
 
       const disposeSignals = forwardChildSignals(child, this.log, () => this.graceNow(), (sig) => {
