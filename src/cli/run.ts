@@ -357,12 +357,18 @@ class LeaderRun implements EmergencyStop {
  * time between the release and the standby's wake-up can be measured (docs/performance.md). The
  * lock's own method is wrapped on the instance; the callback order is unchanged.
  */
-function traceWatch(lock: ResourceLock, log: Logger): void {
+export function traceWatch(lock: ResourceLock, log: Logger): void {
   const watch = lock.watch?.bind(lock);
   if (watch === undefined) return;
-  lock.watch = (onChange, signal) =>
-    watch(() => {
-      log.debug("lease_changed", {});
-      onChange();
-    }, signal);
+  // Everything passes through: the record a notification carries and the watch's health decide how
+  // often a waiting candidate reads (dropping them made debug runs poll every retry period).
+  lock.watch = (onChange, signal, onHealth) =>
+    watch(
+      (seen) => {
+        log.debug("lease_changed", {});
+        onChange(seen);
+      },
+      signal,
+      onHealth,
+    );
 }
