@@ -14,6 +14,7 @@ import { encodeLeaseFile } from "../../src/locks/file/format.js";
 import { FileMutex } from "../../src/locks/file/mutex.js";
 import { currentProcess } from "../../src/locks/file/process.js";
 import { defaultLockDir, FileLock, FileLockConfigError, IdentityClashError, SameIdentityHeldError } from "../../src/locks/file/index.js";
+import { LATE_RELEASE_HOLDER } from "../../src/locks/file/lock.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { Processes, record, startTimeOf, tempDir, waitFor } from "./file-helpers.js";
 
@@ -270,10 +271,95 @@ describe("corrupt lease files", () => {
 /** Writes a record naming `pid` (on this host unless overridden) as the holder process. */
 async function writeHeldBy(dir: string, pid: number, extra: Record<string, unknown> = {}, identity = "dead"): Promise<void> {
   const self = await currentProcess();
-  const holder = { ...self, pid, startTime: await startTimeOf(pid), ...extra };
+  const holder = { ...self, pid, startTime: "startTime" in extra ? (extra.startTime as number) : await startTimeOf(pid), ...extra };
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await writeFile(join(dir, "job"), encodeLeaseFile(record(identity, 3), holder), { mode: 0o644 });
 }
+
+describe("writes that landed late (after their writer's landBy)", () => {
+  // A rename that lands after its critical section could have been broken (abandoned at its bound on
+  // a hung file system, or delayed by a pause) may have replaced a newer leader's record: nobody may
+  // count it, neither as a dead holder's (taken over at once) nor, by its writer, as its own.
+  const past = (): number => Date.now() - 60_000;
+  const future = (): number => Date.now() + 60_000;
+
+  test("a dead holder's record that landed late is not taken over at once; one that landed in time is", async (t) => {
+    if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
+    const dir = freshDir();
+    const holder = procs.sleeper();
+    const pid = holder.pid!;
+    const startTime = await startTimeOf(pid);
+    await procs.kill(holder);
+    const lock = new FileLock({ name: "job", identity: "a", dir, leaseDurationMs: 20_000 });
+
+    await writeHeldBy(dir, pid, { startTime, landBy: future() });
+    assert.equal((await lock.get()).record.holderIdentity, "", "in time: the dead holder's lease is free at once");
+
+    await writeHeldBy(dir, pid, { startTime, landBy: past() });
+    const { record: late } = await lock.get();
+    assert.equal(late.holderIdentity, "dead", "landed late: held until it expires");
+    assert.equal(late.leaseDurationSeconds, 20, "and for at least our lease duration");
+  });
+
+  test("a release that landed late is not free", async () => {
+    const dir = freshDir();
+    const self = await currentProcess();
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFile(join(dir, "job"), encodeLeaseFile(record("", 3, 1), { ...self, writer: "gone", landBy: past() }), { mode: 0o644 });
+    const lock = new FileLock({ name: "job", identity: "a", dir, leaseDurationMs: 5_000 });
+    const { record: got } = await lock.get();
+    assert.equal(got.holderIdentity, LATE_RELEASE_HOLDER);
+    assert.equal(got.leaseDurationSeconds, 5);
+    assert.equal(got.leaderTransitions, 3, "the term still counts");
+
+    await writeFile(join(dir, "job"), encodeLeaseFile(record("", 3, 1), { ...self, writer: "gone", landBy: future() }), { mode: 0o644 });
+    assert.equal((await lock.get()).record.holderIdentity, "", "a release that landed in time is free");
+  });
+
+  test("our own record that landed late is not ours: the writer waits it out like anyone", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir, leaseDurationMs: 60_000 });
+    await lock.create(record("a"));
+    const path = join(dir, "job");
+    const mine = JSON.parse(await readFile(path, "utf8")) as { leaderRun: Record<string, unknown> };
+    // The same bytes our writer produced, landing now but due a minute ago (an abandoned rename).
+    await writeFile(path, encodeLeaseFile(record("a"), { ...(await currentProcess()), writer: mine.leaderRun.writer as string, landBy: past() }), {
+      mode: 0o644,
+    });
+    await lock.get();
+    await assert.rejects(lock.update(record("a", 2)), (err: Error) => err instanceof SameIdentityHeldError && /landed .* after its deadline/.test(err.message));
+
+    // In time, the same bytes are ours.
+    await writeFile(path, encodeLeaseFile(record("a"), { ...(await currentProcess()), writer: mine.leaderRun.writer as string, landBy: future() }), {
+      mode: 0o644,
+    });
+    await lock.get();
+    await lock.update(record("a", 2));
+  });
+
+  test("every write names its landBy, within the critical section's bound", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir, criticalSectionStaleMs: 4_000, fsTimeoutMs: 1_500 });
+    const before = Date.now();
+    await lock.create(record("a"));
+    const { leaderRun } = JSON.parse(await readFile(join(dir, "job"), "utf8")) as { leaderRun: { landBy: number } };
+    assert.ok(leaderRun.landBy >= before + 2_000 + 1_500 - 50, `landBy ${leaderRun.landBy - before}ms after the start`);
+    assert.ok(leaderRun.landBy <= Date.now() + 2_000 + 1_500 + 50, `landBy ${leaderRun.landBy - before}ms after the start`);
+  });
+
+  test("a breaker waits for the holder's own, longer break age (a longer commit bound than its own)", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir, criticalSectionStaleMs: 1_000, fsTimeoutMs: 200 });
+    await lock.create(record("a"));
+    // The holder's section may last 3 s (its renew deadline is longer than ours).
+    await writeFile(join(dir, ".job~lock"), JSON.stringify({ ...(await currentProcess()), token: "long-bound", breakAfterMs: 3_000 }), { mode: 0o600 });
+    const started = Date.now();
+    await lock.update(record("a"));
+    const took = Date.now() - started;
+    assert.ok(took >= 3_000 - 100, `broke the holder's section after ${took}ms, before its own break age`);
+    assert.ok(took < 15_000, `took ${took}ms`);
+  });
+});
 
 describe("dead-holder detection", () => {
   test("a holder process that is gone shows as released, and the CAS still applies to the real file", async (t) => {
@@ -378,7 +464,12 @@ describe("dead-holder detection", () => {
     await requester.update({ ...current, preferredHolder: "step-down-b" });
     const after = JSON.parse(await readFile(join(dir, "job"), "utf8")) as Record<string, unknown>;
     assert.equal(after.preferredHolder, "step-down-b");
-    assert.deepEqual(after.leaderRun, before, "the leader's pid, writer and child group stay");
+    // landBy belongs to each write (the requester's critical section), not to the holder.
+    const facts = (v: unknown): Record<string, unknown> => {
+      const { landBy: _landBy, ...rest } = v as Record<string, unknown>;
+      return rest;
+    };
+    assert.deepEqual(facts(after.leaderRun), facts(before), "the leader's pid, writer and child group stay");
     await requester.close();
     await leader.close();
   });

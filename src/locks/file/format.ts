@@ -18,6 +18,12 @@ export interface HolderInfo extends ProcessIdentity {
    * identity are two candidates. Absent in files of older versions: then the pid alone decides.
    */
   writer?: string;
+  /**
+   * Wall-clock ms (the file system's clock) by which this write landed or was abandoned by its writer
+   * (the critical section's `landBy`). A file whose ctime is later landed late and counts for nobody.
+   * Absent in files of older versions.
+   */
+  landBy?: number;
 }
 
 export interface LeaseFile {
@@ -35,6 +41,7 @@ export function encodeLeaseFile(record: LeaderElectionRecord, holder: HolderInfo
     startTime: holder.startTime,
   };
   if (holder.writer !== undefined) leaderRun.writer = holder.writer;
+  if (holder.landBy !== undefined) leaderRun.landBy = holder.landBy;
   if (holder.childPgid !== undefined) leaderRun.childPgid = holder.childPgid;
   if (holder.watchdog !== undefined) {
     leaderRun.watchdogPid = holder.watchdog.pid;
@@ -82,6 +89,7 @@ function decodeHolder(raw: unknown): HolderInfo {
   };
   const writer = strOrNull("writer");
   if (writer !== null) holder.writer = writer;
+  if (o.landBy !== undefined && o.landBy !== null) holder.landBy = int("landBy", 0);
   // Group 1 would make kill(-1, 0) ask about every process: never a valid child group.
   if (o.childPgid !== undefined && o.childPgid !== null) holder.childPgid = int("childPgid", 2);
   if (o.watchdogPid !== undefined && o.watchdogPid !== null) {

@@ -89,6 +89,14 @@ const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBL
 const CREATE_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
 /** How often a watching standby looks whether the holder process on this host still exists (kill 0). */
 const HOLDER_LOOK_MS = 100;
+/**
+ * Slack for a write's landing time against its `landBy`: coarse file timestamps and the few
+ * milliseconds between the last check and the rename. A write that landed over a breaker's record
+ * landed at least COMMIT_MARGIN_MS (mutex.ts, 500 ms) after `landBy`.
+ */
+const LATE_MARGIN_MS = 250;
+/** How a release that landed late is shown: held by nobody we know, so waited out like any holder. */
+export const LATE_RELEASE_HOLDER = "(unknown: a release that landed late)";
 
 /** Throws `FileLockConfigError` unless `name` is a plain file name that cannot leave the directory. */
 export function validateLeaseName(name: string): void {
@@ -157,6 +165,8 @@ export class FileLock implements ResourceLock, ProcessGuard {
    * nothing in the file, so `watch` looks for it (see there).
    */
   private localHolder: HolderInfo | undefined;
+  /** The bytes of the last read and when they landed (the file's ctime, the file system's clock). */
+  private lastRead: { content: string; ctimeMs: number } | undefined;
   private readonly fs: BoundedFs;
   /** An operation completed here once: from then on a hung call is an outage, not a wrong location. */
   private established = false;
@@ -265,6 +275,21 @@ export class FileLock implements ResourceLock, ProcessGuard {
       }
       this.corrupt = undefined;
       if (asBase) this.expected = content;
+      if (this.landedLate(content, parsed)) {
+        // It may have replaced a newer leader's record, whose work nothing here names any more: it is
+        // held, by whoever wrote it or by nobody we know, until unchanged for a lease duration; never
+        // free at once, never taken over from a dead writer.
+        this.localHolder = undefined;
+        const record = parsed.record;
+        return {
+          record: {
+            ...record,
+            holderIdentity: record.holderIdentity === "" ? LATE_RELEASE_HOLDER : record.holderIdentity,
+            leaseDurationSeconds: Math.max(record.leaseDurationSeconds, Math.ceil(this.leaseDurationMs / 1000)),
+          },
+          raw: content,
+        };
+      }
       const gone = await this.holderIsGone(parsed);
       this.localHolder = gone || parsed.record.holderIdentity === "" ? undefined : await this.otherLocalProcess(parsed.holder);
       const record = gone ? { ...parsed.record, holderIdentity: "" } : parsed.record;
@@ -282,7 +307,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
         } catch (err) {
           if (errno(err) !== "ENOENT") throw err;
         }
-        const content = await this.encode(record);
+        const content = await this.encode(record, mutex.landBy);
         await this.commit(content, mutex, signal, "link");
         this.wrote(record, content);
       });
@@ -306,7 +331,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
         }
         if (current !== expected) throw new ConflictError(`lease file ${this.path} changed since this process last read it`);
         if (record.holderIdentity === this.id) await this.checkOwnIdentity(current);
-        const content = await this.encodeUpdate(record, current);
+        const content = await this.encodeUpdate(record, current, mutex.landBy);
         await this.commit(content, mutex, signal, "rename");
         this.wrote(record, content);
       });
@@ -508,7 +533,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
    * its guard, not the short-lived process that wrote the request, or a standby would take over as
    * soon as that process exits while the old child is still stopping.
    */
-  private async encodeUpdate(record: LeaderElectionRecord, current: string): Promise<string> {
+  private async encodeUpdate(record: LeaderElectionRecord, current: string, landBy: number): Promise<string> {
     if (record.holderIdentity !== "" && record.holderIdentity !== this.id) {
       let previous: LeaseFile | undefined;
       try {
@@ -517,14 +542,14 @@ export class FileLock implements ResourceLock, ProcessGuard {
         previous = undefined;
       }
       if (previous?.holder && previous.record.holderIdentity === record.holderIdentity) {
-        return encodeLeaseFile(record, previous.holder);
+        return encodeLeaseFile(record, { ...previous.holder, landBy: Math.ceil(landBy) });
       }
     }
-    return this.encode(record);
+    return this.encode(record, landBy);
   }
 
-  private async encode(record: LeaderElectionRecord): Promise<string> {
-    const holder: HolderInfo = { ...(await currentProcess()), writer: this.writer };
+  private async encode(record: LeaderElectionRecord, landBy: number): Promise<string> {
+    const holder: HolderInfo = { ...(await currentProcess()), writer: this.writer, landBy: Math.ceil(landBy) };
     if (record.holderIdentity === this.id) {
       if (this.guardedPgid !== undefined) holder.childPgid = this.guardedPgid;
       const watchdog = this.watchdog;
@@ -549,7 +574,8 @@ export class FileLock implements ResourceLock, ProcessGuard {
         return false;
       }
       if (file.record.holderIdentity !== this.id || file.holder === null || !isOurs(file.holder, self, this.writer)) return false;
-      const content = await this.encode(file.record);
+      if (this.landedLate(current, file)) return false;
+      const content = await this.encode(file.record, mutex.landBy);
       if (content === current) return true;
       await this.commit(content, mutex, signal, "rename");
       this.wrote(file.record, content);
@@ -572,18 +598,26 @@ export class FileLock implements ResourceLock, ProcessGuard {
       return; // a corrupt file the CAS already allows us to overwrite
     }
     if (file.record.holderIdentity !== this.id) return;
+    const lease = `lease "${this.name}" (${this.path})`;
+    const lateMs = this.lateBy(current, file);
+    if (lateMs !== undefined) {
+      // Ours or not, it landed after its writer stopped counting on it: maybe over a newer leader's
+      // record (docs/safety.md). Waited out like a foreign holder, from when we first saw it.
+      const leftMs = this.leftToWait(current, file);
+      if (leftMs <= 0) return;
+      throw new SameIdentityHeldError(
+        `${lease} names identity "${this.id}" in a write that landed ${seconds(lateMs)} after its deadline (a paused process or a ` +
+          `file system that hung and recovered), so it may have replaced a newer leader's record; waiting for it to expire (${(leftMs / 1000).toFixed(1)}s left)`,
+      );
+    }
     const writer = await writerState(file.holder, this.writer);
     if (writer.state === "us" || writer.state === "gone") return;
-    const lease = `lease "${this.name}" (${this.path})`;
     if (writer.state === "running") {
       throw new IdentityClashError(
         `${lease} is held by identity "${this.id}" in another live process (pid ${writer.pid}${writer.pid === process.pid ? ": this one, through another FileLock" : ""}); --identity must be unique per process`,
       );
     }
-    this.firstSeen(current);
-    const since = this.seen?.since ?? this.clock.now();
-    const waitMs = Math.max(this.leaseDurationMs, file.record.leaseDurationSeconds * 1000);
-    const leftMs = since + waitMs - this.clock.now();
+    const leftMs = this.leftToWait(current, file);
     if (leftMs <= 0) return;
     const who =
       writer.state === "stopping"
@@ -592,6 +626,32 @@ export class FileLock implements ResourceLock, ProcessGuard {
     throw new SameIdentityHeldError(
       `${lease} is held by identity "${this.id}" from ${who}; waiting for it to stop or for the lease to expire (${(leftMs / 1000).toFixed(1)}s left)`,
     );
+  }
+
+  /** How long `current` must still stay unchanged before it may be overwritten like an expired lease. */
+  private leftToWait(current: string, file: LeaseFile): number {
+    this.firstSeen(current);
+    const since = this.seen?.since ?? this.clock.now();
+    const waitMs = Math.max(this.leaseDurationMs, file.record.leaseDurationSeconds * 1000);
+    return since + waitMs - this.clock.now();
+  }
+
+  /**
+   * Whether these bytes (just read) landed after their writer's `landBy`: written by a rename the
+   * writer had abandoned, or one that a pause delayed past its check. Nobody counts such a record,
+   * not even its writer: it may have landed over the record of a process that broke the critical
+   * section meanwhile, and that process's work is named nowhere now.
+   */
+  private landedLate(content: string, file: LeaseFile): boolean {
+    return this.lateBy(content, file) !== undefined;
+  }
+
+  private lateBy(content: string, file: LeaseFile): number | undefined {
+    const landBy = file.holder?.landBy;
+    const read = this.lastRead;
+    if (landBy === undefined || read === undefined || read.content !== content) return undefined;
+    const late = read.ctimeMs - landBy;
+    return late > LATE_MARGIN_MS ? late : undefined;
   }
 
   /** Unreadable bytes block takeover until they have been seen unchanged for a whole lease duration. */
@@ -638,12 +698,14 @@ export class FileLock implements ResourceLock, ProcessGuard {
     await this.removeStrays();
     const tmp = this.helperPath(`tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
     let placed = false;
+    let ino = -1;
     try {
       await this.fs.run(`write ${tmp}`, tmp, async () => {
         const fh = await open(tmp, CREATE_FLAGS, 0o644);
         try {
           await fh.writeFile(content);
           await fh.sync();
+          ino = (await fh.stat()).ino;
         } finally {
           await fh.close();
         }
@@ -662,6 +724,17 @@ export class FileLock implements ResourceLock, ProcessGuard {
           if (errno(err) === "EEXIST") throw new AlreadyExistsError(`lease file ${this.path} already exists`);
           throw err;
         }
+      }
+      // Readers judge a write by when it landed (the file's ctime against landBy): so do we. A write
+      // that landed late is not counted, here or by anyone (see `landedLate`).
+      const st = await this.fs.run(`lstat ${this.path}`, this.path, () => lstat(this.path));
+      const lateMs = st.ctimeMs - mutex.landBy;
+      if (st.ino !== ino || lateMs > LATE_MARGIN_MS) {
+        throw new LockError(
+          st.ino !== ino
+            ? `lease file ${this.path} was replaced right after our write; not counting it`
+            : `lease file ${this.path}: our write landed ${seconds(lateMs)} after its deadline (a paused process or a slow file system); not counting it`,
+        );
       }
     } catch (err) {
       throw this.fsError(err, `cannot write lease file ${this.path}`);
@@ -728,7 +801,10 @@ export class FileLock implements ResourceLock, ProcessGuard {
       if (st.size > MAX_FILE_BYTES) {
         throw new CorruptRecordError(`lease file ${this.path} is corrupt: ${st.size} bytes is far too large; remove it`);
       }
-      return await fh.readFile("utf8");
+      const content = await fh.readFile("utf8");
+      // The fd pins the inode, so this ctime is when these bytes landed (rename and link set it).
+      this.lastRead = { content, ctimeMs: st.ctimeMs };
+      return content;
     } finally {
       await fh.close();
     }

@@ -22,10 +22,10 @@ import { currentProcess, errno, processLiveness, sameHost, type ProcessIdentity 
  * - A holder re-checks, right before it commits, that its lock file is still its own and that it has
  *   spent less than `staleMs / 2` inside; otherwise it writes nothing. Its rename() is bounded
  *   (`commitBoundMs`), and nobody breaks the lock by age before `staleMs / 2 + commitBoundMs` has
- *   passed, so a slow rename within its bound never lands over a breaker's record. Left over: a holder
- *   paused for that long exactly between that check and its rename(), the same residual risk as any
- *   process paused past its lease, and a rename abandoned at its bound that a hung file system still
- *   completes later (docs/safety.md).
+ *   passed, so a slow rename within its bound never lands over a breaker's record. A rename that lands
+ *   later anyway (a holder paused between that check and its rename(), or a rename abandoned at its
+ *   bound that a hung file system completes later) is recognised by its landing time (the lease file's
+ *   ctime) against the hold's `landBy`, and counted by nobody (lock.ts `landedLate`, docs/safety.md).
  */
 export interface FileMutexOptions {
   /** A lock older than this is broken. Default 5000 ms. */
@@ -48,16 +48,31 @@ export interface FileMutexOptions {
 
 interface LockInfo extends ProcessIdentity {
   token: string;
+  /**
+   * The holder's own break age (absent in lock files of older versions): a breaker waits for the longer
+   * of its own and this, so a holder with a longer renew deadline (a longer commit bound) than the
+   * breaker's is not broken while its rename may still land.
+   */
+  breakAfterMs?: number;
 }
 
 export interface MutexHandle {
   /** Throws unless the lock is still ours and young enough that nobody may have broken it. */
   verify(): Promise<void>;
   release(): Promise<void>;
+  /**
+   * When a commit under this hold has landed or been abandoned, at the latest: the lock file's mtime
+   * (the file system's clock, as breakers judge its age) plus the check window and the commit bound.
+   * A record that lands later may have landed over the record of a process that broke the lock, so
+   * nobody may count it as its own or as provably abandoned by a dead holder (lock.ts `landedLate`).
+   */
+  readonly landBy: number;
 }
 
 /** Room for clock-rate differences and the breaker's own steps between its age check and its rename. */
 const COMMIT_MARGIN_MS = 500;
+/** The longest break age a lock file may ask for (a renew deadline of about a minute). */
+const MAX_BREAK_AFTER_MS = 65_000;
 
 const CREATE_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
 /** O_NONBLOCK: a FIFO put where the lock file belongs must not block open() (it would hang for good). */
@@ -79,32 +94,39 @@ export class FileMutex {
   private readonly staleMs: number;
   /** Age after which a lock is broken: never while its holder may still be committing. */
   private readonly breakAfterMs: number;
+  private readonly commitBoundMs: number;
   private readonly timeoutMs: number;
   private readonly run: <T>(what: string, path: string, work: () => Promise<T>) => Promise<T>;
 
   constructor(path: string, options: FileMutexOptions = {}) {
     this.path = path;
     this.staleMs = options.staleMs ?? 5000;
-    this.breakAfterMs = Math.max(this.staleMs, this.staleMs / 2 + (options.commitBoundMs ?? 0) + COMMIT_MARGIN_MS);
+    this.commitBoundMs = options.commitBoundMs ?? 0;
+    this.breakAfterMs = Math.max(this.staleMs, this.staleMs / 2 + this.commitBoundMs + COMMIT_MARGIN_MS);
     this.timeoutMs = options.timeoutMs ?? 2 * this.breakAfterMs;
     this.run = options.run ?? ((_what, _path, work) => work());
   }
 
   async acquire(signal?: AbortSignal): Promise<MutexHandle> {
     const self = await currentProcess();
-    const content = JSON.stringify({ ...self, token: randomBytes(16).toString("hex") } satisfies LockInfo);
+    const info: LockInfo = { ...self, token: randomBytes(16).toString("hex"), breakAfterMs: this.breakAfterMs };
+    const content = JSON.stringify(info);
     const start = performance.now();
     let wait = 2;
     let holder = "an unknown process";
+    let timeoutMs = this.timeoutMs;
     for (;;) {
       signal?.throwIfAborted();
       const acquiredAt = performance.now();
-      if (await this.run(`create ${this.path}`, this.path, () => this.tryCreate(content))) return this.handle(content, acquiredAt);
+      const mtimeMs = await this.run(`create ${this.path}`, this.path, () => this.tryCreate(content));
+      if (mtimeMs !== undefined) return this.handle(content, acquiredAt, mtimeMs);
       const verdict = await this.run(`inspect ${this.path}`, this.path, () => this.breakIfStale(self));
       holder = verdict.holder ?? holder;
-      if (performance.now() - start > this.timeoutMs) {
+      // A holder with a longer break age than ours is waited for that long, not timed out before it.
+      timeoutMs = Math.max(timeoutMs, 2 * (verdict.breakAfterMs ?? 0));
+      if (performance.now() - start > timeoutMs) {
         throw new LockError(
-          `timed out after ${Math.round(this.timeoutMs / 1000)}s waiting for the lock file ${this.path} held by ${holder}; ` +
+          `timed out after ${Math.round(timeoutMs / 1000)}s waiting for the lock file ${this.path} held by ${holder}; ` +
             `remove it if that process is not running leader-run`,
         );
       }
@@ -119,8 +141,10 @@ export class FileMutex {
    * link() then publishes (EEXIST if the lock is taken). An O_EXCL create followed by a write would leave
    * an empty lock file, whose holder nobody can judge, if we died in between: every other writer would
    * then wait the whole stale period.
+   *
+   * @returns the lock file's mtime when created, undefined when it is held
    */
-  private async tryCreate(content: string): Promise<boolean> {
+  private async tryCreate(content: string): Promise<number | undefined> {
     const draft = `${this.path}.new-${process.pid}-${randomBytes(6).toString("hex")}`;
     let fh;
     try {
@@ -134,21 +158,23 @@ export class FileMutex {
     }
     try {
       await fh.writeFile(content);
+      // link() keeps the inode: this is the mtime breakers will judge the lock's age by.
+      const { mtimeMs } = await fh.stat();
       await fh.close();
       await link(draft, this.path);
-      return true;
+      return mtimeMs;
     } catch (err) {
       await fh.close().catch(() => undefined);
       // EEXIST: held by someone else. ENOENT: a holder cleaning up strays removed our draft; just retry.
       const code = errno(err);
-      if (code === "EEXIST" || code === "ENOENT") return false;
+      if (code === "EEXIST" || code === "ENOENT") return undefined;
       throw new LockError(`cannot write the lock file ${this.path}: ${(err as Error).message}`, { cause: err });
     } finally {
       await unlink(draft).catch(() => undefined);
     }
   }
 
-  private handle(content: string, acquiredAt: number): MutexHandle {
+  private handle(content: string, acquiredAt: number, mtimeMs: number): MutexHandle {
     const maxHoldMs = this.staleMs / 2;
     const stillOurs = async (): Promise<boolean> => {
       try {
@@ -159,6 +185,7 @@ export class FileMutex {
       }
     };
     return {
+      landBy: mtimeMs + maxHoldMs + this.commitBoundMs,
       verify: async () => {
         const held = performance.now() - acquiredAt;
         if (held > maxHoldMs) {
@@ -174,7 +201,7 @@ export class FileMutex {
   }
 
   /** Breaks the lock if stale; `broken` also when it vanished meanwhile (so: try again at once). */
-  private async breakIfStale(self: ProcessIdentity): Promise<{ broken: boolean; holder?: string }> {
+  private async breakIfStale(self: ProcessIdentity): Promise<{ broken: boolean; holder?: string; breakAfterMs?: number }> {
     let before;
     let content: string;
     try {
@@ -189,7 +216,7 @@ export class FileMutex {
     const info = parseLockInfo(content);
     const holder = info ? `pid ${info.pid} on ${info.hostname}` : undefined;
     // Only we write it, and always as a regular file: anything else (a FIFO, a device) is debris.
-    if (before.isFile() && !(await this.isStale(self, info, before.mtimeMs))) return { broken: false, holder };
+    if (before.isFile() && !(await this.isStale(self, info, before.mtimeMs))) return { broken: false, holder, breakAfterMs: info?.breakAfterMs };
 
     const aside = `${this.path}.broken-${randomBytes(6).toString("hex")}`;
     try {
@@ -214,8 +241,9 @@ export class FileMutex {
 
   private async isStale(self: ProcessIdentity, info: LockInfo | null, mtimeMs: number): Promise<boolean> {
     const age = Date.now() - mtimeMs;
+    const breakAfterMs = Math.max(this.breakAfterMs, info?.breakAfterMs ?? 0);
     // A negative age beyond staleMs means the wall clock was set back since it was written.
-    if (Math.abs(age) > this.breakAfterMs) return true;
+    if (Math.abs(age) > breakAfterMs) return true;
     if (info === null || !sameHost(self, info)) return false;
     return (await processLiveness(info.pid, info.startTime)) === "gone";
   }
@@ -232,6 +260,8 @@ function parseLockInfo(content: string): LockInfo | null {
       pidNamespace: typeof v.pidNamespace === "string" ? v.pidNamespace : null,
       startTime: typeof v.startTime === "number" ? v.startTime : null,
       token: typeof v.token === "string" ? v.token : "",
+      // Bounded: a lock file claiming an hour must not block everyone for an hour.
+      ...(typeof v.breakAfterMs === "number" && v.breakAfterMs > 0 ? { breakAfterMs: Math.min(v.breakAfterMs, MAX_BREAK_AFTER_MS) } : {}),
     };
   } catch {
     return null; // empty (holder crashed right after creating it) or foreign: judged by age alone
