@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { delimiter, join, resolve } from "node:path";
 import { Duplex } from "node:stream";
 import type { ChildEvent } from "./events.js";
@@ -60,6 +60,29 @@ export interface StartChildOptions {
    * moment included). Errors are the caller's to handle; a rejection fails closed like a dead guard.
    */
   beforeGate?: (pgid: number) => Promise<void>;
+  /**
+   * Variables known only when the gate opens (the fencing token): sent through the gate's pipe and
+   * exported by it just before the command runs, so a gate spawned ahead of time carries them too.
+   * Names must be identifiers; values must not contain a newline or NUL.
+   */
+  termEnv?: Record<string, string>;
+  /**
+   * A gate spawned ahead of time by `prepareGate` with the same command, environment, directory and
+   * kill signal: used instead of spawning one, which takes the fork of this (large) process off the
+   * path between acquiring the lease and the command running. One that died or does not match is
+   * discarded and a fresh gate spawned.
+   */
+  prepared?: PreparedGate;
+}
+
+/** What a gate is spawned for: a prepared gate is used only for exactly this. */
+export type GateOptions = Pick<StartChildOptions, "command" | "shell" | "env" | "killSignal" | "cwd">;
+
+/** A start gate spawned ahead of time (see `prepareGate`); waits, harmless, until used or discarded. */
+export interface PreparedGate {
+  readonly pid: number;
+  /** Kills it (its whole group) and resolves once it was reaped. Idempotent; a used gate is left alone. */
+  discard(): Promise<void>;
 }
 
 export interface StopOptions {
@@ -138,7 +161,12 @@ const DEFAULT_PATH = "/bin:/usr/bin";
 const ENV = "/usr/bin/env";
 /** $0 of the gate, so a shell error names us. */
 const GATE_NAME = "leader-run";
-const GATE_READ = 'IFS= read -r go <&3 || exit 125; exec 3<&-; ';
+/**
+ * The gate's wait: `NAME=value` lines (the term's variables, exported) until "go"; EOF or anything
+ * else ends it without running the command.
+ */
+const GATE_READ =
+  'while :; do IFS= read -r kv <&3 || exit 125; case $kv in go) break ;; [A-Za-z_]*=*) export "$kv" ;; *) exit 125 ;; esac; done; exec 3<&-; ';
 /**
  * What a shell adds to the environment it passes on, even through `exec`: dash and bash set PWD, bash
  * SHLVL and `_`. The gate removes each that was not given, through env(1).
@@ -178,35 +206,14 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
     const problem = preflight(first, options.env.PATH, options.cwd);
     if (problem !== undefined) throw problem;
   }
+  const termLines = gateLines(options.termEnv);
   const guard = options.guard === false ? undefined : (options.guard ?? sharedGuard());
   // The guard must exist before the child does, so no moment exists in which our death orphans it.
   await guard?.start();
 
-  // Plain node:child_process rather than a wrapper library: it is loaded already, while execa cost
-  // 140-190 ms and 16 MiB RSS of start-up (docs/performance.md). We stop the whole group ourselves.
-  let child: ChildProcess;
-  // With setpriv, it runs first and execs the gate's shell: its exec is done while the guard is asked,
-  // not after the gate opens, where every exec delays the command.
-  const [gateFile, gateArgs] = gateCommand(argv, options.env, options.killSignal);
-  try {
-    child = spawn(gateFile, gateArgs, {
-      stdio: ["inherit", "inherit", "inherit", "pipe"],
-      detached: true,
-      env: options.env,
-      cwd: options.cwd,
-    });
-  } catch (error) {
-    // Synchronous failures (a bad cwd type, an env value with a NUL byte) are spawn failures too.
-    throw spawnError(error, gateFile);
-  }
-  const exited = childExit(child);
-
-  const pid = child.pid;
-  if (pid === undefined) {
-    // libuv reports a failed fork/exec as an 'error' event on the next tick, with no pid.
-    const outcome = await exited;
-    throw spawnError(outcome.error, gateFile);
-  }
+  const gate = options.prepared instanceof Gate ? options.prepared.take(gateKey(options)) : undefined;
+  if (gate === undefined) await options.prepared?.discard();
+  const { child, exited, pid } = gate ?? (await spawnGate(argv, options));
   try {
     await guard?.watch(pid, options.killSignal, options.killGraceMs);
   } catch (error) {
@@ -229,12 +236,12 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
   }
   // Only now may the command run: from here on the guard stops its group by the deadline, or at once
   // if we die.
-  const gate: unknown = child.stdio[3];
-  if (!(gate instanceof Duplex)) {
+  const pipe: unknown = child.stdio[3];
+  if (!(pipe instanceof Duplex)) {
     killGroup(pid, "SIGKILL");
     throw new Error("startChild: the gate pipe to the child is missing");
   }
-  gate.on("error", () => {
+  pipe.on("error", () => {
     // EPIPE: the gate already ended (killed by a signal meant for the group); its exit is reported.
   });
   // The last look before the command exists: spawning, loading and the guard's round trip take time,
@@ -245,8 +252,135 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
     killGroup(pid, "SIGKILL");
     return new Supervised(pid, exited, options, guard);
   }
-  gate.end("go\n");
+  pipe.end(`${termLines}go\n`);
   return new Supervised(pid, exited, options, guard);
+}
+
+interface SpawnedGate {
+  child: ChildProcess;
+  exited: Promise<Outcome>;
+  pid: number;
+}
+
+/** Spawns the gate for `argv`. Rejects with `ChildSpawnError` when it cannot be started. */
+async function spawnGate(argv: string[], options: GateOptions): Promise<SpawnedGate> {
+  // Plain node:child_process rather than a wrapper library: it is loaded already, while execa cost
+  // 140-190 ms and 16 MiB RSS of start-up (docs/performance.md). We stop the whole group ourselves.
+  let child: ChildProcess;
+  // With setpriv, it runs first and execs the gate's shell: its exec is done while the guard is asked,
+  // not after the gate opens, where every exec delays the command.
+  const [gateFile, gateArgs] = gateCommand(argv, options.env, options.killSignal);
+  try {
+    child = spawn(gateFile, gateArgs, {
+      stdio: ["inherit", "inherit", "inherit", "pipe"],
+      detached: true,
+      env: options.env,
+      cwd: options.cwd,
+    });
+  } catch (error) {
+    // Synchronous failures (a bad cwd type, an env value with a NUL byte) are spawn failures too.
+    throw spawnError(error, gateFile);
+  }
+  const exited = childExit(child);
+  const pid = child.pid;
+  if (pid === undefined) {
+    // libuv reports a failed fork/exec as an 'error' event on the next tick, with no pid.
+    const outcome = await exited;
+    throw spawnError(outcome.error, gateFile);
+  }
+  return { child, exited, pid };
+}
+
+function gateKey(options: GateOptions): string {
+  return JSON.stringify([options.command, options.shell, options.env, options.killSignal, options.cwd ?? null]);
+}
+
+/** The term's variables as the gate reads them; checked here, since the gate cannot report why. */
+function gateLines(vars: Record<string, string> | undefined): string {
+  let lines = "";
+  for (const [name, value] of Object.entries(vars ?? {})) {
+    if (!IDENTIFIER.test(name)) throw new TypeError(`startChild: termEnv name ${JSON.stringify(name)} is not an identifier`);
+    if (/[\n\0]/.test(value)) throw new TypeError(`startChild: termEnv ${name} must not contain a newline or NUL`);
+    lines += `${name}=${value}\n`;
+  }
+  return lines;
+}
+
+/**
+ * Whether the gate process still runs: killed a moment ago, it is a zombie until our event loop reaps
+ * it, and a start through it would report its death as the command's exit.
+ */
+function waiting(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X" && state !== "x";
+  } catch (error) {
+    // No /proc (or not readable): kill(0) is what can be told.
+    if ((error as NodeJS.ErrnoException).code === "ENOENT" && existsSync("/proc/self/stat")) return false;
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+class Gate implements PreparedGate {
+  private used = false;
+  private discarding: Promise<void> | undefined;
+  private ended = false;
+
+  constructor(
+    private readonly spawned: SpawnedGate,
+    private readonly key: string,
+  ) {
+    void spawned.exited.then(() => (this.ended = true));
+  }
+
+  get pid(): number {
+    return this.spawned.pid;
+  }
+
+  /** The gate, if it still waits and was prepared for exactly `key`; it is then the caller's. */
+  take(key: string): SpawnedGate | undefined {
+    if (this.used || this.discarding !== undefined || this.ended || key !== this.key) return undefined;
+    const { child } = this.spawned;
+    if (child.exitCode !== null || child.signalCode !== null || !waiting(this.spawned.pid)) return undefined;
+    this.used = true;
+    return this.spawned;
+  }
+
+  discard(): Promise<void> {
+    if (this.used) return Promise.resolve();
+    this.discarding ??= (async () => {
+      if (!this.ended) killGroup(this.spawned.pid, "SIGKILL");
+      await this.spawned.exited;
+    })();
+    return this.discarding;
+  }
+}
+
+/**
+ * Spawns the start gate for a command ahead of time (a standby waiting for the lease), so that
+ * acquiring it is followed by one message to the guard and one to the gate instead of a fork of this
+ * process. The gate only waits: it runs nothing until `startChild` opens it, which happens, as for a
+ * gate spawned there, only after the guard acknowledged its group with the term's deadline. It exits
+ * without running anything when its pipe closes (our death, or `discard`), and with setpriv the
+ * kernel also signals it when we die. Undefined when the command would fail the pre-check (startChild
+ * then reports it) or the spawn fails.
+ */
+export async function prepareGate(options: GateOptions): Promise<PreparedGate | undefined> {
+  const [first] = options.command;
+  if (first === undefined) return undefined;
+  const argv = options.shell ? [SHELL, "-c", options.command.join(" ")] : options.command;
+  if (!options.shell && preflight(first, options.env.PATH, options.cwd) !== undefined) return undefined;
+  try {
+    return new Gate(await spawnGate(argv, options), gateKey(options));
+  } catch {
+    return undefined;
+  }
 }
 
 interface Outcome {

@@ -3,7 +3,7 @@ import { LeadershipEndedError } from "../election/elector.js";
 import type { ProcessGuard } from "../locks/backend.js";
 import type { ChildEvent } from "../child/events.js";
 import { RestartPolicy } from "../child/restart.js";
-import type { ChildExit, ChildHandle, ChildSpawnError } from "../child/supervisor.js";
+import type { ChildExit, ChildHandle, ChildSpawnError, PreparedGate } from "../child/supervisor.js";
 import { Guard, GuardUnavailableError } from "../child/guard.js";
 import type { Logger } from "./log.js";
 import type { RunOptions } from "./options.js";
@@ -70,6 +70,13 @@ export class ChildControl {
   /** Settles once the last lead()'s child group is gone (or known to have survived SIGKILL). */
   private fate: Promise<GroupFate> = Promise.resolve("gone");
   private preparing = false;
+  /** The start gate spawned while waiting (see `prepare`), until the next start takes it. */
+  private prepared: PreparedGate | undefined;
+  /** Which preparation may still install its gate: a start or close moves it on, and a stale one discards. */
+  private gateGeneration = 0;
+  /** A gate is being spawned for `prepared`. */
+  private gatePending = false;
+  private closed = false;
 
   constructor(
     private readonly options: RunOptions,
@@ -99,23 +106,62 @@ export class ChildControl {
   }
 
   async close(): Promise<void> {
-    await this.guard.close();
+    this.closed = true;
+    this.gateGeneration++;
+    const prepared = this.prepared;
+    this.prepared = undefined;
+    await Promise.all([prepared?.discard(), this.guard.close()]);
   }
 
   /**
-   * A standby waiting for the lease: start the guard now (idle, guarding nothing) and do the child's
-   * one-time start-up work, so that acquiring the lease is followed only by spawning the child and one
-   * acknowledged message to the guard. Fail-closed as before: the start gate opens only once the guard
-   * acknowledged the child's group with this term's deadline, and a guard that died meanwhile is
-   * replaced first (Guard.start/watch). A failure here is only logged; `lead` tries again.
+   * A standby waiting for the lease: start the guard now (idle, guarding nothing), do the child's
+   * one-time start-up work and spawn its start gate, so that acquiring the lease is followed only by
+   * one acknowledged message to the guard and one to the gate. Fail-closed as before: the gate opens
+   * only once the guard acknowledged the child's group with this term's deadline, and a guard that died
+   * meanwhile is replaced first (Guard.start/watch); a gate that died is replaced by a fresh one at
+   * start. The gate's group and the guard go into our record from the acquiring write on (file lock),
+   * so a standby on this host waits for them as for a started child. A failure here only means the
+   * start does that work itself.
    */
   prepare(): void {
-    if (this.preparing) return;
-    this.preparing = true;
-    void this.guard.start().catch(() => undefined);
+    if (!this.preparing) {
+      this.preparing = true;
+      void this.guard.start().catch(() => undefined);
+    }
+    if (this.prepared !== undefined || this.gatePending || this.closed) return;
+    this.gatePending = true;
+    const generation = this.gateGeneration;
     void this.supervisor()
-      .then((s) => s.prepareStart())
-      .catch(() => undefined);
+      .then(async (s) => {
+        await s.prepareStart();
+        if (generation !== this.gateGeneration) return;
+        const gate = await s.prepareGate({
+          command: this.options.command,
+          shell: this.options.shell,
+          env: this.childEnv(),
+          killSignal: this.options.killSignal,
+        });
+        if (gate === undefined) return;
+        // A start (or close) that came meanwhile went without it.
+        if (generation !== this.gateGeneration) return void gate.discard();
+        this.prepared = gate;
+        await this.guard.start();
+        if (this.processGuard !== undefined && this.guard.pid !== undefined && this.prepared === gate) {
+          await this.processGuard.setGuardedProcessGroup(gate.pid, { watchdogPid: this.guard.pid });
+        }
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        this.gatePending = false;
+      });
+  }
+
+  /** The prepared gate for this start, if any; a gate still being spawned is not waited for. */
+  private takePrepared(): PreparedGate | undefined {
+    this.gateGeneration++;
+    const prepared = this.prepared;
+    this.prepared = undefined;
+    return prepared;
   }
 
   /**
@@ -202,16 +248,22 @@ export class ChildControl {
       // Name the guard in the record before the child exists: if we die between spawning the child and
       // recording its group, a standby on this host still waits for the guard that is killing it.
       await this.guard.start();
+      const prepared = this.takePrepared();
       if (this.processGuard !== undefined && this.guard.pid !== undefined) {
-        await this.processGuard.setGuardedProcessGroup(undefined, { watchdogPid: this.guard.pid, signal: leading });
+        await this.processGuard.setGuardedProcessGroup(prepared?.pid, { watchdogPid: this.guard.pid, signal: leading });
       }
-      if (leading.aborted) return "gone";
+      if (leading.aborted) {
+        await prepared?.discard();
+        return "gone";
+      }
       let child: ChildHandle;
       try {
         child = await startChild({
           command: this.options.command,
           shell: this.options.shell,
-          env: this.childEnv(term),
+          env: this.childEnv(),
+          termEnv: { LEADER_RUN_FENCING_TOKEN: String(term) },
+          prepared,
           killSignal: this.options.killSignal,
           killGraceMs: this.options.killGraceMs,
           log: (event) => this.onChildEvent(event),
@@ -360,12 +412,15 @@ export class ChildControl {
     }
   }
 
-  private childEnv(term: number): Record<string, string> {
+  /** The child's environment but the term's fencing token, which the gate adds (`termEnv`). */
+  private childEnv(): Record<string, string> {
     const env: Record<string, string> = {};
     for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
+    // An inherited token (leader-run inside a leader-run child) must not reach our command: the gate
+    // exports this term's.
+    delete env.LEADER_RUN_FENCING_TOKEN;
     env.LEADER_RUN_NAME = this.options.name;
     env.LEADER_RUN_IDENTITY = this.options.identity;
-    env.LEADER_RUN_FENCING_TOKEN = String(term);
     env.LEADER_RUN_LOCK = this.options.lock.redacted;
     return env;
   }

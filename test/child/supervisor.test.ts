@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ChildSpawnError, startChild, type ChildHandle, type StartChildOptions } from "../../src/child/supervisor.js";
+import { ChildSpawnError, prepareGate, startChild, type ChildHandle, type StartChildOptions } from "../../src/child/supervisor.js";
 import { Guard } from "../../src/child/guard.js";
 import { countLiveMembers, groupHasLiveMembers, parseGroupStat, signalNumber } from "../../src/child/process-group.js";
 import type { ChildEvent } from "../../src/child/events.js";
@@ -328,5 +328,85 @@ describe("the last look before the gate opens", () => {
     const child = await start({ command: ["sh", "-c", `touch '${touched}'`], mayStart: () => true });
     assert.equal((await child.exited).exitCode, 0);
     assert.equal(readdirSync(dir).includes("may-start-true"), true);
+  });
+});
+
+describe("a start gate prepared ahead of time", () => {
+  const isAlive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+    } catch {
+      return false;
+    }
+  };
+
+  test("waits without running the command, then is used by the start: same group, the term's variables exported", async () => {
+    const touched = join(dir, "prepared-ran");
+    const command = ["sh", "-c", `echo "$LEADER_RUN_FENCING_TOKEN" > '${touched}'`];
+    const env = childEnv();
+    const gate = await prepareGate({ command, shell: false, env, killSignal: "SIGTERM" });
+    assert.ok(gate !== undefined);
+    started.push(gate.pid);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(isAlive(gate.pid), "the prepared gate waits");
+    assert.equal(readdirSync(dir).includes("prepared-ran"), false, "and runs nothing before it is opened");
+    const child = await start({ command, env, termEnv: { LEADER_RUN_FENCING_TOKEN: "17" }, prepared: gate });
+    assert.equal(child.pgid, gate.pid, "the start used the prepared gate");
+    assert.equal((await child.exited).exitCode, 0);
+    assert.equal(readFileSync(touched, "utf8"), "17\n");
+  });
+
+  test("is discarded, not used, when it was prepared for another command; its command never runs", async () => {
+    const touched = join(dir, "prepared-other");
+    const gate = await prepareGate({ command: ["sh", "-c", `touch '${touched}'`], shell: false, env: childEnv(), killSignal: "SIGTERM" });
+    assert.ok(gate !== undefined);
+    started.push(gate.pid);
+    const child = await start({ command: ["true"], prepared: gate });
+    assert.notEqual(child.pgid, gate.pid);
+    assert.equal((await child.exited).exitCode, 0);
+    await waitFor("the mismatched gate to be killed", () => !isAlive(gate.pid), 5_000);
+    assert.equal(readdirSync(dir).includes("prepared-other"), false, "the mismatched gate's command must not have run");
+  });
+
+  test("a prepared gate that died is replaced by a fresh one", async () => {
+    const env = childEnv();
+    const gate = await prepareGate({ command: ["true"], shell: false, env, killSignal: "SIGTERM" });
+    assert.ok(gate !== undefined);
+    process.kill(-gate.pid, "SIGKILL");
+    await waitFor("the gate to die", () => !isAlive(gate.pid), 5_000);
+    const child = await start({ command: ["true"], env, prepared: gate });
+    assert.notEqual(child.pgid, gate.pid);
+    assert.equal((await child.exited).exitCode, 0);
+  });
+
+  test("discard kills it and its command never runs; so does closing its pipe (our death)", async () => {
+    const touched = join(dir, "prepared-discarded");
+    const gate = await prepareGate({ command: ["sh", "-c", `touch '${touched}'`], shell: false, env: childEnv(), killSignal: "SIGTERM" });
+    assert.ok(gate !== undefined);
+    await gate.discard();
+    assert.equal(isAlive(gate.pid), false);
+    assert.equal(readdirSync(dir).includes("prepared-discarded"), false);
+  });
+
+  test("mayStart() false with a prepared gate: the command never runs", async () => {
+    const touched = join(dir, "prepared-may-not");
+    const command = ["sh", "-c", `touch '${touched}'`];
+    const env = childEnv();
+    const gate = await prepareGate({ command, shell: false, env, killSignal: "SIGTERM" });
+    assert.ok(gate !== undefined);
+    const child = await start({ command, env, prepared: gate, mayStart: () => false });
+    assert.equal(child.pgid, gate.pid);
+    assert.equal((await child.exited).signal, "SIGKILL");
+    assert.equal(readdirSync(dir).includes("prepared-may-not"), false, "the command must not have run");
+  });
+
+  test("no gate is prepared for a command the pre-check refuses (the start reports it)", async () => {
+    assert.equal(await prepareGate({ command: ["/nonexistent/leader-run-x"], shell: false, env: childEnv(), killSignal: "SIGTERM" }), undefined);
+  });
+
+  test("termEnv is checked: a name that is not an identifier or a value with a newline is refused before anything starts", async () => {
+    await assert.rejects(start({ command: ["true"], termEnv: { "A-B": "1" } }), /not an identifier/);
+    await assert.rejects(start({ command: ["true"], termEnv: { A: "1\n2" } }), /newline/);
   });
 });

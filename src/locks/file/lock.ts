@@ -19,7 +19,7 @@ import { BoundedFs, isFileSystemTimeout, seconds } from "./bounded.js";
 import { FileMutex, type MutexHandle } from "./mutex.js";
 import { mountTypes, needsProbe, probePaths, ProbeTimeoutError } from "./probe.js";
 import { closeWriter, isOurs, openWriter, writerState } from "./liveness.js";
-import { currentProcess, errno, processStartTime, sameHost } from "./process.js";
+import { currentProcess, errno, processStartTime, sameHost, type ProcessIdentity } from "./process.js";
 import type { GuardOptions, ProcessGuard } from "../backend.js";
 import { LockConfigError } from "../errors.js";
 
@@ -564,6 +564,9 @@ export class FileLock implements ResourceLock, ProcessGuard {
   private async persistGuard(signal: AbortSignal | undefined): Promise<boolean> {
     if (typeof this.expected !== "string") return false;
     const self = await currentProcess();
+    // Our last write named them already (a start gate prepared while we waited is in the acquiring
+    // write): nothing to write, and no critical section between acquiring and starting the command.
+    if (this.names(this.expected, self)) return true;
     return this.critical(signal, async (mutex) => {
       const current = await this.readLease();
       if (current === null || current !== this.expected) return false;
@@ -581,6 +584,20 @@ export class FileLock implements ResourceLock, ProcessGuard {
       this.wrote(file.record, content);
       return true;
     });
+  }
+
+  /** Whether `content`, a record of ours, names our current group and watchdog. */
+  private names(content: string, self: ProcessIdentity): boolean {
+    let file: LeaseFile;
+    try {
+      file = decodeLeaseFile(content);
+    } catch {
+      return false;
+    }
+    const holder = file.holder;
+    if (file.record.holderIdentity !== this.id || holder === null || !isOurs(holder, self, this.writer)) return false;
+    if (holder.childPgid !== this.guardedPgid) return false;
+    return this.watchdog === undefined || holder.watchdog?.pid === this.watchdog.pid;
   }
 
   /**
