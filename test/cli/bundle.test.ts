@@ -53,4 +53,27 @@ describe("dist/bin chunking", () => {
     // And something does import it lazily (help, version, completion).
     assert.ok(files.some((f) => dynamicImports(f).includes(yargsChunk)), "a dynamic import of the yargs chunk");
   });
+
+  it("ioredis and pg are bundled into the Redis and PostgreSQL chunks only, which nothing imports statically (loading them from node_modules cost twice the time)", (t) => {
+    if (!existsSync(join(BIN_DIR, "main.js"))) {
+      t.skip("dist/ not built: npm run build");
+      return;
+    }
+    const files = readdirSync(BIN_DIR).filter((f) => f.endsWith(".js"));
+    const main = staticClosure("main.js");
+    const reachable = new Set(main);
+    for (const f of dynamicImports("main.js")) if (/^(run|status|release|step-down)-/.test(f)) staticClosure(f, reachable);
+    const fileLock = files.find((f) => /^file-/.test(f)) ?? "";
+    staticClosure(fileLock, reachable);
+    for (const [pkg, chunkName] of [
+      ["ioredis", /^redis-/],
+      ["pg", /^postgres-/],
+    ] as const) {
+      const holders = files.filter((f) => source(f).includes(`node_modules/${pkg}/`));
+      assert.equal(holders.length, 1, `one chunk holds ${pkg}: ${holders.join(", ")}`);
+      assert.match(holders[0] ?? "", chunkName);
+      assert.ok(!reachable.has(holders[0] ?? ""), `${holders[0]} is reached statically from main, a command or the file lock`);
+      for (const f of files) assert.ok(!new RegExp(`from "${pkg}"|require\\("${pkg}"\\)`).test(source(f)), `${f} loads ${pkg} from node_modules`);
+    }
+  });
 });
