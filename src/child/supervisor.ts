@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { delimiter, join, resolve } from "node:path";
 import { Duplex } from "node:stream";
 import type { ChildEvent } from "./events.js";
@@ -180,7 +180,9 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
   }
   const guard = options.guard === false ? undefined : (options.guard ?? sharedGuard());
   // The guard must exist before the child does, so no moment exists in which our death orphans it.
-  await guard?.start();
+  // The setpriv probe runs meanwhile (or is already done, see prepareStart): a blocking spawnSync here
+  // stopped the event loop for its whole run, after the guard's spawn, on every uncontended start.
+  await Promise.all([guard?.start(), prepareStart()]);
 
   // Plain node:child_process rather than a wrapper library: it is loaded already, while execa cost
   // 140-190 ms and 16 MiB RSS of start-up (docs/performance.md). We stop the whole group ourselves.
@@ -313,6 +315,11 @@ export function prepareStart(): Promise<void> {
       resolve();
       return;
     }
+    if (setprivTellsPdeathsig(SETPRIV)) {
+      pdeathsigSupported = true;
+      resolve();
+      return;
+    }
     let probe: ChildProcess;
     try {
       probe = spawn(SETPRIV, ["--pdeathsig", "TERM", "--", "true"], { stdio: "ignore", timeout: 2000 });
@@ -339,8 +346,34 @@ export function prepareStart(): Promise<void> {
  * timers and SIGKILL remain what stops the rest. Probed once, since older setpriv rejects it.
  */
 function pdeathsigAvailable(): boolean {
-  pdeathsigSupported ??= existsSync(SETPRIV) && spawnSync(SETPRIV, ["--pdeathsig", "TERM", "--", "true"], { stdio: "ignore", timeout: 2000 }).status === 0;
+  pdeathsigSupported ??= existsSync(SETPRIV) && (setprivTellsPdeathsig(SETPRIV) || spawnSync(SETPRIV, ["--pdeathsig", "TERM", "--", "true"], { stdio: "ignore", timeout: 2000 }).status === 0);
   return pdeathsigSupported;
+}
+
+/** util-linux's version string, which each of its programs carries for --version. */
+const UTIL_LINUX_VERSION = /util-linux (\d+)\.(\d+)/;
+
+/**
+ * True when the setpriv binary names itself util-linux 2.33 or later, the release that added
+ * --pdeathsig: then it is not run to find out. Running it was a fork of the whole Node process on
+ * every start (≈ 15 ms of CPU and wall time before the child, docs/performance.md). Anything else (an
+ * older, a patched or a non-util-linux setpriv, an unreadable file) is false and is asked by running
+ * it, as before.
+ */
+export function setprivTellsPdeathsig(file: string): boolean {
+  let text: string;
+  try {
+    // setpriv is about 80 KB; a multi-call binary (BusyBox) may be larger, and is not util-linux.
+    if (statSync(file).size > 4 << 20) return false;
+    text = readFileSync(file, "latin1");
+  } catch {
+    return false;
+  }
+  const m = UTIL_LINUX_VERSION.exec(text);
+  if (m === null) return false;
+  const major = Number(m[1]);
+  const minor = Number(m[2]);
+  return major > 2 || (major === 2 && minor >= 33);
 }
 
 class Supervised implements ChildHandle {
