@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { ChildEvent } from "./events.js";
+import { childProcess } from "./builtin.js";
 import { signalNumber } from "./process-group.js";
 
 /**
@@ -215,7 +216,7 @@ export class Guard {
     const [shell = "/bin/sh", ...shellArgs] = this.options.shell ?? guardShell();
     let proc: ChildProcess;
     try {
-      proc = spawn(shell, [...shellArgs, script, String(process.pid), this.options.stderrFormat ?? "text"], {
+      proc = childProcess().spawn(shell, [...shellArgs, script, String(process.pid), this.options.stderrFormat ?? "text"], {
         stdio: ["pipe", "pipe", "inherit"],
         // Its own session: a Ctrl-Z or Ctrl-C to leader-run's terminal group never reaches it.
         detached: true,

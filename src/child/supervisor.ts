@@ -1,10 +1,14 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
-import { delimiter, join, resolve } from "node:path";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { Duplex } from "node:stream";
 import type { ChildEvent } from "./events.js";
 import { groupHasLiveMembers, killGroup, signalNumber } from "./process-group.js";
 import { GuardUnavailableError, sharedGuard, type Guard } from "./guard.js";
+import { ChildSpawnError, preflight } from "./preflight.js";
+
+// Kept here too for importers of the supervisor; the CLI checks a command through preflight.js, which
+// does not load node:child_process (a --no-wait run that finds the lease taken never spawns).
+export { ChildSpawnError, checkCommand, type SpawnFailure } from "./preflight.js";
 
 /**
  * Runs the guarded command in its own process group and stops that whole group on request.
@@ -133,31 +137,7 @@ export interface ChildHandle {
   signal(signal: NodeJS.Signals): boolean;
 }
 
-export type SpawnFailure = "not_found" | "not_executable" | "spawn_failed";
-
-/**
- * The command could not be started. The CLI exits with `exitCode`, as shells do: 127 when the command
- * was not found, 126 when it exists but cannot be executed (no execute permission, a directory, a
- * missing `#!` interpreter) or could not be started at all.
- */
-export class ChildSpawnError extends Error {
-  readonly exitCode: 126 | 127;
-
-  constructor(
-    message: string,
-    readonly reason: SpawnFailure,
-    readonly errno: string | undefined,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.name = "ChildSpawnError";
-    this.exitCode = reason === "not_found" ? 127 : 126;
-  }
-}
-
 const SHELL = "/bin/sh";
-/** glibc's execvp default when PATH is unset (libuv uses the same). */
-const DEFAULT_PATH = "/bin:/usr/bin";
 const ENV = "/usr/bin/env";
 /** $0 of the gate, so a shell error names us. */
 const GATE_NAME = "leader-run";
@@ -209,7 +189,9 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
   const termLines = gateLines(options.termEnv);
   const guard = options.guard === false ? undefined : (options.guard ?? sharedGuard());
   // The guard must exist before the child does, so no moment exists in which our death orphans it.
-  await guard?.start();
+  // The setpriv probe runs meanwhile (or is already done, see prepareStart): a blocking spawnSync here
+  // stopped the event loop for its whole run, after the guard's spawn, on every uncontended start.
+  await Promise.all([guard?.start(), prepareStart()]);
 
   const gate = options.prepared instanceof Gate ? options.prepared.take(gateKey(options)) : undefined;
   if (gate === undefined) await options.prepared?.discard();
@@ -447,6 +429,11 @@ export function prepareStart(): Promise<void> {
       resolve();
       return;
     }
+    if (setprivTellsPdeathsig(SETPRIV)) {
+      pdeathsigSupported = true;
+      resolve();
+      return;
+    }
     let probe: ChildProcess;
     try {
       probe = spawn(SETPRIV, ["--pdeathsig", "TERM", "--", "true"], { stdio: "ignore", timeout: 2000 });
@@ -473,8 +460,34 @@ export function prepareStart(): Promise<void> {
  * timers and SIGKILL remain what stops the rest. Probed once, since older setpriv rejects it.
  */
 function pdeathsigAvailable(): boolean {
-  pdeathsigSupported ??= existsSync(SETPRIV) && spawnSync(SETPRIV, ["--pdeathsig", "TERM", "--", "true"], { stdio: "ignore", timeout: 2000 }).status === 0;
+  pdeathsigSupported ??= existsSync(SETPRIV) && (setprivTellsPdeathsig(SETPRIV) || spawnSync(SETPRIV, ["--pdeathsig", "TERM", "--", "true"], { stdio: "ignore", timeout: 2000 }).status === 0);
   return pdeathsigSupported;
+}
+
+/** util-linux's version string, which each of its programs carries for --version. */
+const UTIL_LINUX_VERSION = /util-linux (\d+)\.(\d+)/;
+
+/**
+ * True when the setpriv binary names itself util-linux 2.33 or later, the release that added
+ * --pdeathsig: then it is not run to find out. Running it was a fork of the whole Node process on
+ * every start (≈ 15 ms of CPU and wall time before the child, docs/performance.md). Anything else (an
+ * older, a patched or a non-util-linux setpriv, an unreadable file) is false and is asked by running
+ * it, as before.
+ */
+export function setprivTellsPdeathsig(file: string): boolean {
+  let text: string;
+  try {
+    // setpriv is about 80 KB; a multi-call binary (BusyBox) may be larger, and is not util-linux.
+    if (statSync(file).size > 4 << 20) return false;
+    text = readFileSync(file, "latin1");
+  } catch {
+    return false;
+  }
+  const m = UTIL_LINUX_VERSION.exec(text);
+  if (m === null) return false;
+  const major = Number(m[1]);
+  const minor = Number(m[2]);
+  return major > 2 || (major === 2 && minor >= 33);
 }
 
 class Supervised implements ChildHandle {
@@ -594,91 +607,4 @@ function spawnError(error: unknown, file: string): ChildSpawnError {
   return new ChildSpawnError(`cannot run ${file}, which starts every command (${errno ?? "unknown error"}): ${fix}`, reason, errno, {
     cause: error,
   });
-}
-
-/**
- * Whether `command` looks runnable (found, executable, its #! interpreter present), checked the way
- * startChild checks it, so a caller can refuse a typo before waiting for anything. Undefined when it
- * looks fine; with `shell`, /bin/sh parses the words later, so nothing is checked.
- */
-export function checkCommand(command: readonly string[], shell: boolean, env: NodeJS.ProcessEnv, cwd?: string): ChildSpawnError | undefined {
-  const [first] = command;
-  if (shell || first === undefined) return undefined;
-  return preflight(first, env.PATH, cwd);
-}
-
-/**
- * Why exec would fail for `file`, as a shell would report it, or undefined when it looks runnable.
- * A failure this cannot foresee (a binary whose dynamic loader is missing, a file removed meanwhile)
- * still ends the gate with the shell's 126 or 127 and env's message.
- */
-function preflight(file: string, path: string | undefined, cwd: string | undefined): ChildSpawnError | undefined {
-  const found = locate(file, path, cwd);
-  if (found === undefined) {
-    const hint = file.includes("/") ? "check the path" : "check the spelling and PATH";
-    return new ChildSpawnError(`command not found: ${file}: ${hint}`, "not_found", "ENOENT");
-  }
-  if (isDirectory(found)) return new ChildSpawnError(`permission denied: ${found} is a directory`, "not_executable", "EACCES");
-  if (!isExecutable(found)) return new ChildSpawnError(`permission denied: ${found} is not executable (chmod +x?)`, "not_executable", "EACCES");
-  const interpreter = shebang(found);
-  if (interpreter?.startsWith("/") === true && !existsSync(interpreter)) {
-    const crlf = interpreter.endsWith("\r") ? " (the script has Windows line endings: convert it with dos2unix)" : "";
-    return new ChildSpawnError(`cannot execute ${found}: its #! interpreter ${JSON.stringify(interpreter)} was not found${crlf}`, "not_executable", "ENOENT");
-  }
-  return undefined;
-}
-
-/**
- * Where exec would find `file`: a path as given, else (like execvp) the first executable PATH entry,
- * or the first existing one when none is executable, so the error names what is in the way.
- */
-function locate(file: string, path: string | undefined, cwd: string | undefined): string | undefined {
-  if (file === "") return undefined;
-  const base = cwd ?? process.cwd();
-  // As execvp reads PATH: unset means the default path, an empty entry means the working directory.
-  const dirs = (path ?? DEFAULT_PATH).split(delimiter).map((dir) => resolve(base, dir === "" ? "." : dir));
-  const candidates = file.includes("/") ? [resolve(base, file)] : dirs.map((dir) => join(dir, file));
-  const existing = candidates.filter((candidate) => {
-    try {
-      statSync(candidate);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-  return existing.find((candidate) => !isDirectory(candidate) && isExecutable(candidate)) ?? existing[0];
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The interpreter named by a `#!` line, if the file starts with one. */
-function shebang(path: string): string | undefined {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, "r");
-    const head = Buffer.alloc(256);
-    const line = head.subarray(0, readSync(fd, head, 0, head.length, 0)).toString("latin1");
-    if (!line.startsWith("#!")) return undefined;
-    // Only spaces and tabs separate: the kernel keeps a CRLF line's "\r" as part of the interpreter name.
-    return line.slice(2).split("\n", 1)[0]?.replace(/^[ \t]+/, "").split(/[ \t]/, 1)[0] || undefined;
-  } catch {
-    return undefined;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
 }

@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { childProcess } from "../child/builtin.js";
 import type { Logger } from "./log.js";
 
 /**
@@ -59,7 +59,7 @@ export class HookRunner {
     const started = performance.now();
     return new Promise<void>((resolve, reject) => {
       // stdout goes to our stderr: the guarded command owns stdout.
-      const child = spawn("/bin/sh", ["-c", command], { env, stdio: ["ignore", 2, 2], detached: true });
+      const child = childProcess().spawn("/bin/sh", ["-c", command], { env, stdio: ["ignore", 2, 2], detached: true });
       let timedOut = false;
       const killGroup = (signal: NodeJS.Signals): void => {
         try {

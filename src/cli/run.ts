@@ -2,6 +2,7 @@ import { LeaderElector } from "../election/elector.js";
 import type { ElectionEvent, LostReason } from "../election/events.js";
 import { AlreadyExistsError, ConflictError, PermanentLockError, type ResourceLock } from "../election/lock.js";
 import { newLeaderHealthzAdaptor } from "../election/healthz.js";
+import { checkCommand } from "../child/preflight.js";
 import { signalNumber } from "../child/process-group.js";
 import type { ProcessGuard } from "../locks/backend.js";
 import { openLock } from "../locks/registry.js";
@@ -31,14 +32,16 @@ export async function runLeader(options: RunOptions, baseLog: Logger): Promise<n
 
   // Refuse a command that cannot run before waiting for the lease (a typo must not wait an hour to
   // say 127).
-  let loading: Promise<typeof import("../child/supervisor.js")> | undefined;
-  const supervisor: SupervisorLoader = () => (loading ??= import("../child/supervisor.js"));
-  const loaded = await supervisor();
-  const problem = loaded.checkCommand(options.command, options.shell, process.env);
+  const problem = checkCommand(options.command, options.shell, process.env);
   if (problem !== undefined) {
     log.error("child_failed", {}, `${problem.message}; not campaigning`);
     return problem.exitCode;
   }
+  let loading: Promise<typeof import("../child/supervisor.js")> | undefined;
+  const supervisor: SupervisorLoader = () => (loading ??= import("../child/supervisor.js"));
+  // The supervisor (and node:child_process with it) loads while the lease is read, unless this is a
+  // --no-wait run, which most often finds the lease taken and then never needs it.
+  if (!options.noWait) void supervisor().catch(() => undefined);
 
   const { lock, processGuard } = await openLock(options.lock, {
     name: options.name,

@@ -498,6 +498,37 @@ describe("dead-holder detection", () => {
     assert.throws(() => lock.setGuardedProcessGroup(undefined, { watchdogPid: 0 }), RangeError);
   });
 
+  test("one FileLock's overlapping writes queue for each other instead of contending for the mutex file", async () => {
+    // A leader's first renewal and the writes naming its guard and child group overlap at every start;
+    // polling the mutex file against ourselves cost a 2 → 50 ms backoff before the child (issue #13).
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    await lock.create(record("a", 5));
+    const mutex = (lock as unknown as { mutex: FileMutex }).mutex;
+    const acquire = mutex.acquire.bind(mutex);
+    let inside = 0;
+    let most = 0;
+    mutex.acquire = async (signal) => {
+      inside++;
+      most = Math.max(most, inside);
+      const handle = await acquire(signal);
+      const release = handle.release.bind(handle);
+      handle.release = async () => {
+        try {
+          await release();
+        } finally {
+          inside--;
+        }
+      };
+      return handle;
+    };
+    const results = await Promise.all([lock.update(record("a", 5)), lock.setGuardedProcessGroup(4242, { watchdogPid: process.pid }), lock.update(record("a", 5))]);
+    assert.equal(results[1], true);
+    assert.equal(most, 1, "at most one of this object's critical sections asks for the mutex at a time");
+    assert.equal((await leaderRunOf(dir)).childPgid, 4242, "and none of the writes lost the group");
+    await lock.close();
+  });
+
   test("setGuardedProcessGroup writes nothing when the file is not our current record, and the next write carries the group", async () => {
     const dir = freshDir();
     const a = new FileLock({ name: "job", identity: "a", dir });

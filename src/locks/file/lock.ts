@@ -158,6 +158,8 @@ export class FileLock implements ResourceLock, ProcessGuard {
   /** When this object first saw the current bytes: how long a record of an earlier process of ours has sat unchanged. */
   private seen: { content: string; since: number } | undefined;
   private guardedPgid: number | undefined;
+  /** Settles when this object's last queued critical section has ended (see `critical`). Never rejects. */
+  private criticalTail: Promise<void> = Promise.resolve();
   private watchdog: { pid: number; startTime: Promise<number | null> } | undefined;
   private readonly watchers = new Set<() => void>();
   /**
@@ -702,11 +704,24 @@ export class FileLock implements ResourceLock, ProcessGuard {
   }
 
   private async critical<T>(signal: AbortSignal | undefined, fn: (mutex: MutexHandle) => Promise<T>): Promise<T> {
-    const mutex = await this.mutex.acquire(signal);
+    // This object's own critical sections queue here instead of polling the mutex file against each
+    // other: a leader's first renewal and the writes naming its guard and child group come within
+    // milliseconds of each other, and a loser's 2 → 50 ms backoff delayed the child's start. Other
+    // processes still meet on the mutex file, and every section still takes it.
+    const before = this.criticalTail;
+    let done = (): void => undefined;
+    const mine = new Promise<void>((resolve) => (done = resolve));
+    this.criticalTail = before.then(() => mine);
     try {
-      return await fn(mutex);
+      await before;
+      const mutex = await this.mutex.acquire(signal);
+      try {
+        return await fn(mutex);
+      } finally {
+        await mutex.release();
+      }
     } finally {
-      await mutex.release();
+      done();
     }
   }
 

@@ -1,5 +1,5 @@
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { childProcess } from "../../child/builtin.js";
 
 /**
  * Before the file lock touches a location on a file system that may hang (NFS, SMB, FUSE, 9p, ...),
@@ -79,7 +79,7 @@ export class ProbeTimeoutError extends Error {
  */
 export function probePaths(paths: readonly string[], timeoutMs: number): { done: Promise<void>; cancel(): void } {
   // One path at a time, saying which, so the error can name the one that hangs.
-  const child = spawn("/bin/sh", ["-c", 'for p do printf "%s\\0" "$p"; [ -e "$p" ] || :; done', "sh", ...paths], {
+  const child = childProcess().spawn("/bin/sh", ["-c", 'for p do printf "%s\\0" "$p"; [ -e "$p" ] || :; done', "sh", ...paths], {
     stdio: ["ignore", "pipe", "ignore"],
   });
   let out = "";
