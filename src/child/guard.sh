@@ -43,15 +43,20 @@ now_cs() {
 # Sleeps until CLOCK_BOOTTIME reaches $1 (centiseconds), in steps of at most $3 centiseconds (default
 # 1 s) so a suspend or a late wake-up is noticed. With $2, returns 1 as soon as process group $2 no longer
 # exists: a vanished group's id may be reused, and must never be signalled. With $4 (the group was
-# signalled and is stopping), a group of zombies counts as gone too.
+# signalled and is stopping), a group of zombies counts as gone too, and the steps start at 20 ms and
+# double: most commands end within milliseconds of the signal.
 sleep_until() {
+  _step=${3:-100}
+  [ -z "$4" ] || _step=2
   while now_cs; [ "$now" -lt "$1" ]; do
     if [ -n "$2" ] && gone "$2" "$4"; then return 1; fi
     _d=$(( $1 - now ))
-    [ "$_d" -gt "${3:-100}" ] && _d=${3:-100}
+    [ "$_d" -gt "$_step" ] && _d=$_step
     sleep "$(( _d / 100 )).$(( _d % 100 / 10 ))$(( _d % 10 ))" &
     _sp=$!
     wait "$_sp"
+    _step=$(( _step * 2 ))
+    [ "$_step" -le "${3:-100}" ] || _step=${3:-100}
   done
   if [ -n "$2" ] && gone "$2" "$4"; then return 1; fi
   return 0
@@ -98,11 +103,12 @@ gone() {
 # The comm field may hold spaces, ')' and newlines: the fields are those after a line's last ')', and a
 # line with fewer than 18 of them is a fragment of a comm (at most 15 bytes). A zombie main thread with
 # other threads still running (num_threads, field 18, above 1) counts as live.
+# awk's exit status is the answer (no command substitution: one fork less); a missing awk exits 127.
 only_zombies() {
-  [ "$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '
     { t = $0; if (!sub(/.*\)/, "", t)) next; n = split(t, f, " "); if (n < 18 || f[3] != g) next
       if (f[1] == "X" || (f[1] == "Z" && f[18] == 1)) z++; else live++ }
-    END { if (z > 0 && live == 0) print "zombies" }' 2>/dev/null)" = zombies ]
+    END { exit !(z > 0 && live == 0) }' 2>/dev/null
 }
 
 report() {
