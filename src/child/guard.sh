@@ -42,18 +42,73 @@ now_cs() {
 
 # Sleeps until CLOCK_BOOTTIME reaches $1 (centiseconds), in steps of at most $3 centiseconds (default
 # 1 s) so a suspend or a late wake-up is noticed. With $2, returns 1 as soon as process group $2 no longer
-# exists: a vanished group's id may be reused, and must never be signalled.
+# exists: a vanished group's id may be reused, and must never be signalled. With $4 (the group was
+# signalled and is stopping), a group of zombies counts as gone too, and the steps start at 20 ms and
+# double: most commands end within milliseconds of the signal.
 sleep_until() {
+  _step=${3:-100}
+  [ -z "$4" ] || _step=2
   while now_cs; [ "$now" -lt "$1" ]; do
-    if [ -n "$2" ] && ! kill -0 "-$2" 2>/dev/null; then return 1; fi
+    if [ -n "$2" ] && gone "$2" "$4"; then return 1; fi
     _d=$(( $1 - now ))
-    [ "$_d" -gt "${3:-100}" ] && _d=${3:-100}
+    [ "$_d" -gt "$_step" ] && _d=$_step
     sleep "$(( _d / 100 )).$(( _d % 100 / 10 ))$(( _d % 10 ))" &
     _sp=$!
     wait "$_sp"
+    _step=$(( _step * 2 ))
+    [ "$_step" -le "${3:-100}" ] || _step=${3:-100}
   done
-  if [ -n "$2" ] && ! kill -0 "-$2" 2>/dev/null; then return 1; fi
+  if [ -n "$2" ] && gone "$2" "$4"; then return 1; fi
   return 0
+}
+
+# gone <pgid> [stopping]: group <pgid> no longer exists or, with <stopping>, holds only zombies.
+#
+# kill -0 succeeds while a zombie is left in the group, and where PID 1 reaps orphans late (or never: a
+# container without an init) the killed child of a dead leader-run stays one for hundreds of ms or for
+# good; waiting for that kept this guard, which a file-lock standby waits for, up to its SIGKILL time.
+# A zombie runs no code and cannot fork, so a group of zombies is as stopped as a vanished one; it can
+# gain a member only by a live process of the same session moving into it (setpgid), a process outside
+# the group that this guard never covered anyway. Only while stopping: the check costs forks, and the
+# steady state must stay one `sleep` a second.
+gone() {
+  kill -0 "-$1" 2>/dev/null || return 0
+  [ -n "$2" ] || return 1
+  # The group leader first, with the builtin read (no fork): while it runs, the group is not stopped.
+  _st=''
+  read -r _st 2>/dev/null </proc/"$1"/stat
+  case ${_st##*)} in
+    ' Z '* | ' X '*) ;;
+    *) [ -z "$_st" ] || return 1 ;;
+  esac
+  # A scan forks (tens of ms of CPU here): after one that found a live member, the next waits twice
+  # as long, up to 1 s, for a member that outlives a dead leader (one that ignores the signal).
+  [ "$now" -ge "${_scan_at:-0}" ] || return 1
+  if ! only_zombies "$1"; then
+    _scan_gap=$(( ${_scan_gap:-5} * 2 ))
+    [ "$_scan_gap" -le 100 ] || _scan_gap=100
+    _scan_at=$(( now + _scan_gap ))
+    return 1
+  fi
+  # A member forked while the scan ran may be missing from it. SIGKILL to the group reaches every
+  # member, however recent (the kernel makes a fork either see it or not happen), and ends all forking;
+  # it is what killAt would send anyway. A second scan then sees every member there is.
+  kill -KILL "-$1" 2>/dev/null || return 0
+  only_zombies "$1"
+}
+
+# only_zombies <pgid>: succeeds only if a scan of /proc found members of group <pgid> and all were
+# zombies. Without cat, awk or /proc, or with no member that /proc shows (hidepid), nothing is proven;
+# a hidden member of another user is one this guard could not signal either.
+# The comm field may hold spaces, ')' and newlines: the fields are those after a line's last ')', and a
+# line with fewer than 18 of them is a fragment of a comm (at most 15 bytes). A zombie main thread with
+# other threads still running (num_threads, field 18, above 1) counts as live.
+# awk's exit status is the answer (no command substitution: one fork less); a missing awk exits 127.
+only_zombies() {
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '
+    { t = $0; if (!sub(/.*\)/, "", t)) next; n = split(t, f, " "); if (n < 18 || f[3] != g) next
+      if (f[1] == "X" || (f[1] == "Z" && f[18] == 1)) z++; else live++ }
+    END { exit !(z > 0 && live == 0) }' 2>/dev/null
 }
 
 report() {
@@ -82,7 +137,7 @@ arm() {
     fi
     # The group was signalled and is stopping: look for its end every 0.1 s, so that once it is gone this
     # timer (and after leader-run's death the guard, which a file-lock standby waits for) ends promptly.
-    sleep_until "$4" "$1" 10 || exit 0
+    sleep_until "$4" "$1" 10 stopping || exit 0
     kill -KILL "-$1" 2>/dev/null && report guard_killing "$1" KILL "sent SIGKILL to process group $1"
   ) </dev/null >/dev/null &
   eval "timer_$1=\$!"

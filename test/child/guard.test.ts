@@ -1,14 +1,14 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { startChild } from "../../src/child/supervisor.js";
 import { Guard, GuardUnavailableError, GUARD_SCRIPT } from "../../src/child/guard.js";
-import { groupHasLiveMembers } from "../../src/child/process-group.js";
+import { groupExists, groupHasLiveMembers } from "../../src/child/process-group.js";
 import type { ChildEvent } from "../../src/child/events.js";
 import { childEnv, cleanup, isRunning, marker, sleepers, waitFor } from "./fixtures/util.js";
 
@@ -78,6 +78,55 @@ function ignores(pid: number, n: number): boolean {
 }
 
 
+/**
+ * A process group nobody reaps, as after leader-run's death where PID 1 reaps orphans late or never:
+ * its leader (`sleep <leader marker>`) is the child of a process that never waits (`sleep <parent
+ * marker>`), and runs one member in the background (`<member> <member marker>`, ignoring SIGTERM with
+ * `ignoreTerm`). Needs setsid(1) (util-linux) for a group of its own.
+ */
+async function zombieableGroup(member: string, ignoreTerm: boolean): Promise<{ pgid: number; memberPid: number; parent: ChildProcess; markers: string[] }> {
+  const markers = [marker(), marker(), marker()];
+  const script = join(dir, "zombieable.sh");
+  writeFileSync(script, `[ "$4" = ignore ] && trap '' TERM\n"$1" "$2" &\ntrap - TERM\necho $$ $!\nexec sleep "$3"\n`);
+  const parent = spawn("sh", ["-c", `setsid sh "$0" "$@" & exec sleep ${markers[2]}`, script, member, markers[0]!, markers[1]!, ignoreTerm ? "ignore" : "-"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  pids.push(parent.pid ?? 0);
+  const lines = createInterface({ input: parent.stdout! });
+  const line = await new Promise<string>((resolve) => lines.once("line", resolve));
+  lines.close();
+  const [pgid = 0, memberPid = 0] = line.split(" ").map(Number);
+  pgids.push(pgid);
+  return { pgid, memberPid, parent, markers };
+}
+
+/** The guard script on its own, as leader-run starts it; `watch`es `pgid` with no deadline, `graceCs`. */
+async function rawGuard(shell: string[], pgid: number, graceCs: number, env: NodeJS.ProcessEnv = { PATH: process.env.PATH, LC_ALL: "C" }) {
+  const [cmd = "sh", ...rest] = shell;
+  const proc = spawn(cmd, [...rest, GUARD_SCRIPT, String(process.pid), "text"], { stdio: ["pipe", "pipe", "pipe"], detached: true, env });
+  pids.push(proc.pid ?? 0);
+  guardGroups.push(proc.pid ?? 0);
+  let err = "";
+  proc.stderr!.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
+  const exited = new Promise<number>((resolve) => proc.once("exit", () => resolve(performance.now())));
+  const lines = createInterface({ input: proc.stdout! });
+  const acked = new Promise<string>((resolve) => lines.once("line", resolve));
+  proc.stdin!.write(`watch ${pgid} TERM ${graceCs} 0 0\n`);
+  assert.equal(await acked, `ack ${pgid}`);
+  lines.close();
+  return { proc, exited, stderr: () => err };
+}
+
+/** The absolute path of a program on PATH. */
+function execPathOf(program: string): string {
+  const found = (process.env.PATH ?? "/usr/bin:/bin").split(":").map((d) => join(d, program)).find((p) => existsSync(p));
+  assert.ok(found, `${program} is not on PATH`);
+  return found;
+}
+
+const hasSetsid = ["/usr/bin/setsid", "/bin/setsid"].some((p) => existsSync(p));
+
+
 /** The guard must behave the same under every POSIX sh it may meet as /bin/sh. */
 const SHELLS: Array<{ name: string; argv: string[] }> = [
   { name: "dash", argv: ["dash"] },
@@ -106,6 +155,70 @@ for (const { name, argv } of SHELLS) {
       assert.ok(took < 5000, `group stopped ${Math.round(took)} ms after the supervisor died`);
       await waitFor("the guard to exit", () => !isRunning(sup.info.guardPid), 5000);
       await reported(sup, new RegExp(`sent SIGTERM to process group ${sup.info.pgid}`));
+    });
+
+    test("after the supervisor dies, a group left as zombies nobody reaps counts as gone: the guard ends long before the grace", async (t) => {
+      if (!hasSetsid) return t.skip("setsid (util-linux) is missing");
+      const g = await zombieableGroup("sleep", false);
+      const guard = await rawGuard(argv, g.pgid, 1000);
+      try {
+        const eof = performance.now();
+        guard.proc.stdin!.end();
+        const took = (await guard.exited) - eof;
+        assert.deepEqual(sleepers(g.markers[0]), [], "the member survived");
+        assert.deepEqual(sleepers(g.markers[1]), [], "the leader survived");
+        // What kept the guard until its SIGKILL time before: kill -0 still finds the group.
+        assert.ok(groupExists(g.pgid), "the group's zombies were reaped: the test proves nothing");
+        assert.ok(took < 3000, `the guard ended ${Math.round(took)} ms after leader-run's death; the grace was 10 s`);
+        assert.match(guard.stderr(), new RegExp(`sent SIGTERM to process group ${g.pgid}`));
+      } finally {
+        g.parent.kill("SIGKILL");
+      }
+    });
+
+    test("a zombie group leader with a live member (named with spaces and ')') is guarded until SIGKILL", async (t) => {
+      if (!hasSetsid) return t.skip("setsid (util-linux) is missing");
+      // /proc/<pid>/stat shows the name in parentheses: a name that looks like the fields of a zombie
+      // must not make the live member look like one.
+      const bin = join(dir, "bin");
+      mkdirSync(bin, { recursive: true });
+      const tricky = join(bin, "a) Z 1 2");
+      if (!existsSync(tricky)) symlinkSync(execPathOf("sleep"), tricky);
+      const g = await zombieableGroup(tricky, true);
+      const guard = await rawGuard(argv, g.pgid, 200);
+      try {
+        const eof = performance.now();
+        guard.proc.stdin!.end();
+        await waitFor("the leader to be a zombie", () => sleepers(g.markers[1]).length === 0, 5000);
+        await new Promise((r) => setTimeout(r, 1000));
+        assert.ok(isRunning(g.memberPid), "the member that ignores SIGTERM was killed before the grace");
+        assert.ok(isRunning(guard.proc.pid ?? 0), "the guard left a group with a live member");
+        const took = (await guard.exited) - eof;
+        assert.ok(took >= 1600, `the guard ended ${Math.round(took)} ms after leader-run's death, before the 2 s grace`);
+        await waitFor("the member to be killed", () => !isRunning(g.memberPid), 5000);
+        assert.match(guard.stderr(), new RegExp(`sent SIGKILL to process group ${g.pgid}`));
+      } finally {
+        g.parent.kill("SIGKILL");
+      }
+    });
+
+    test("without awk nothing proves the zombies dead: the guard waits for its SIGKILL time", async (t) => {
+      if (!hasSetsid) return t.skip("setsid (util-linux) is missing");
+      const bin = join(dir, `no-awk-${name.replace(/ /g, "-")}`);
+      mkdirSync(bin, { recursive: true });
+      for (const tool of ["sleep", "date", "cat"]) symlinkSync(execPathOf(tool), join(bin, tool));
+      const g = await zombieableGroup("sleep", false);
+      const [cmd = "sh", ...rest] = argv;
+      const guard = await rawGuard([execPathOf(cmd), ...rest], g.pgid, 200, { PATH: bin, LC_ALL: "C" });
+      try {
+        const eof = performance.now();
+        guard.proc.stdin!.end();
+        const took = (await guard.exited) - eof;
+        assert.ok(took >= 1600, `the guard ended ${Math.round(took)} ms after leader-run's death, before the 2 s grace`);
+        assert.equal(guard.stderr().includes("not found"), false, `a missing awk was reported: ${guard.stderr()}`);
+      } finally {
+        g.parent.kill("SIGKILL");
+      }
     });
 
     test("after the supervisor dies, a group that ignores the kill signal is SIGKILLed after the grace", async () => {
