@@ -2,7 +2,7 @@ import type { ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { ChildEvent } from "./events.js";
-import { childProcess } from "./builtin.js";
+import { childProcess } from "../builtin.js";
 import { signalNumber } from "./process-group.js";
 
 /**

@@ -1,4 +1,4 @@
-import { childProcess } from "../child/builtin.js";
+import { childProcess } from "../builtin.js";
 import type { Logger } from "./log.js";
 
 /**

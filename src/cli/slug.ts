@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { crypto, randomHex } from "../builtin.js";
 import { hostname } from "node:os";
 
 /**
@@ -42,9 +42,9 @@ export function commandSlug(command: readonly string[]): string {
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, "-")
     .replace(/^-+|-+$/g, "");
-  const hash = createHash("sha256").update(joined, "utf8").digest("hex").slice(0, HASH_LENGTH);
+  if (readable !== "" && readable.length <= MAX_NAME_LENGTH && PLAIN.test(joined)) return readable;
+  const hash = crypto().createHash("sha256").update(joined, "utf8").digest("hex").slice(0, HASH_LENGTH);
   if (readable === "") return `cmd-${hash}`;
-  if (readable.length <= MAX_NAME_LENGTH && PLAIN.test(joined)) return readable;
   const cut = readable.slice(0, MAX_NAME_LENGTH - HASH_LENGTH - 1).replace(/-+$/, "");
   return `${cut}-${hash}`;
 }
@@ -67,7 +67,7 @@ export function leaseNameProblem(name: string): string | undefined {
  */
 export function defaultIdentity(env: NodeJS.ProcessEnv = process.env): string {
   const base = env.POD_NAME?.trim() || safeHostname();
-  return `${base}_${randomBytes(4).toString("hex")}`;
+  return `${base}_${randomHex(4)}`;
 }
 
 function safeHostname(): string {

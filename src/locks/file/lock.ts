@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { constants, watch as fsWatch, type FSWatcher, type Stats } from "node:fs";
 import { link, lstat, mkdir, open, readdir, rename, unlink } from "node:fs/promises";
 import { userInfo } from "node:os";
@@ -22,6 +21,7 @@ import { closeWriter, isOurs, openWriter, writerState } from "./liveness.js";
 import { currentProcess, errno, processStartTime, sameHost, type ProcessIdentity } from "./process.js";
 import type { GuardOptions, ProcessGuard } from "../backend.js";
 import { LockConfigError } from "../errors.js";
+import { randomHex } from "../../builtin.js";
 
 /**
  * The embedded default backend: one lease per file in a private directory, for processes on one host
@@ -179,7 +179,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
   private mayHang: boolean | undefined;
   private closed = false;
   /** Names this object in the file: another FileLock of this process is another writer. */
-  private readonly writer = randomBytes(8).toString("hex");
+  private readonly writer = randomHex(8);
 
   constructor(options: FileLockOptions) {
     validateLeaseName(options.name);
@@ -728,7 +728,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
   /** Temp file, fsync, then rename() over the lease (or link(), which fails if it exists), fsync dir. */
   private async commit(content: string, mutex: MutexHandle, signal: AbortSignal | undefined, how: "rename" | "link"): Promise<void> {
     await this.removeStrays();
-    const tmp = this.helperPath(`tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
+    const tmp = this.helperPath(`tmp-${process.pid}-${randomHex(6)}`);
     let placed = false;
     let ino = -1;
     try {

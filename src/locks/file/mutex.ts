@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { crypto, randomHex } from "../../builtin.js";
 import { constants } from "node:fs";
 import { link, lstat, open, rename, unlink } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
@@ -109,7 +109,7 @@ export class FileMutex {
 
   async acquire(signal?: AbortSignal): Promise<MutexHandle> {
     const self = await currentProcess();
-    const info: LockInfo = { ...self, token: randomBytes(16).toString("hex"), breakAfterMs: this.breakAfterMs };
+    const info: LockInfo = { ...self, token: crypto().randomBytes(16).toString("hex"), breakAfterMs: this.breakAfterMs };
     const content = JSON.stringify(info);
     const start = performance.now();
     let wait = 2;
@@ -145,7 +145,7 @@ export class FileMutex {
    * @returns the lock file's mtime when created, undefined when it is held
    */
   private async tryCreate(content: string): Promise<number | undefined> {
-    const draft = `${this.path}.new-${process.pid}-${randomBytes(6).toString("hex")}`;
+    const draft = `${this.path}.new-${process.pid}-${randomHex(6)}`;
     let fh;
     try {
       fh = await open(draft, CREATE_FLAGS, 0o600);
@@ -218,7 +218,7 @@ export class FileMutex {
     // Only we write it, and always as a regular file: anything else (a FIFO, a device) is debris.
     if (before.isFile() && !(await this.isStale(self, info, before.mtimeMs))) return { broken: false, holder, breakAfterMs: info?.breakAfterMs };
 
-    const aside = `${this.path}.broken-${randomBytes(6).toString("hex")}`;
+    const aside = `${this.path}.broken-${randomHex(6)}`;
     try {
       await rename(this.path, aside);
     } catch (err) {

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { childProcess } from "../../child/builtin.js";
+import { childProcess } from "../../builtin.js";
 
 /**
  * Before the file lock touches a location on a file system that may hang (NFS, SMB, FUSE, 9p, ...),
