@@ -371,6 +371,28 @@ describe("writes that landed late (after their writer's landBy)", () => {
     await lock.close();
   });
 
+  test("a late record stops counting as late a lease duration after it landed: a released lease whose ctime moved is not held for good", async () => {
+    const dir = freshDir();
+    const releaser = new FileLock({ name: "job", identity: "a", dir, criticalSectionStaleMs: 1_000, fsTimeoutMs: 1_000, leaseDurationMs: 1_000 });
+    await releaser.create(record("a", 1, 1));
+    await releaser.get();
+    await releaser.update(record("", 1, 1));
+    await releaser.close();
+    await new Promise((r) => setTimeout(r, 2_000));
+    // Something touches the released file's metadata (chmod -R, chown -R, touch, a relabel) long after
+    // it landed: it now reads as a release that landed late, held until unchanged for a lease duration.
+    await chmod(join(dir, "job"), 0o644);
+    const first = new FileLock({ name: "job", identity: "b", dir, leaseDurationMs: 1_000 });
+    assert.equal((await first.get()).record.holderIdentity, LATE_RELEASE_HOLDER);
+    await first.close();
+    await new Promise((r) => setTimeout(r, 1_500));
+    // A process that looks only now (every --no-wait cron run is one) saw it for the first time: before
+    // the fix each such process waited a lease duration from its own first look, so none ever took it.
+    const later = new FileLock({ name: "job", identity: "c", dir, leaseDurationMs: 1_000 });
+    assert.equal((await later.get()).record.holderIdentity, "", "a lease duration after it landed, the release is free");
+    await later.close();
+  });
+
   test("landBy never lies beyond the break age other processes honour (a lock file may ask for at most 65 s)", async () => {
     const dir = freshDir();
     // A renew deadline of two minutes: the commit bound alone is longer than a breaker waits.
