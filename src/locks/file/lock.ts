@@ -680,7 +680,13 @@ export class FileLock implements ResourceLock, ProcessGuard {
     // The same file we saw land in time: a later ctime is a metadata change, not a late landing.
     if (this.landedInTime?.content === content && this.landedInTime.ino === read.ino) return undefined;
     const late = read.ctimeMs - landBy;
-    return late > LATE_MARGIN_MS ? late : undefined;
+    if (late <= LATE_MARGIN_MS) return undefined;
+    // A lease duration after it landed (the file system's clock, by which the critical section's age
+    // is judged too), the leader it may have replaced has stopped: from then on it is an ordinary record.
+    // Waiting only from our own first look instead held it for good against processes that look once
+    // (--no-wait), e.g. a release whose ctime a chmod moved.
+    if (Date.now() - read.ctimeMs >= Math.max(this.leaseDurationMs, file.record.leaseDurationSeconds * 1000)) return undefined;
+    return late;
   }
 
   /** The landBy of `current` (just read) when it landed late, else undefined. */
