@@ -176,6 +176,18 @@ export function toChildExit(code: number | null, signal: NodeJS.Signals | null):
 
 /** Spawns the child. Rejects with `ChildSpawnError` when it cannot be started. */
 export async function startChild(options: StartChildOptions): Promise<ChildHandle> {
+  try {
+    return await startThroughGate(options);
+  } catch (error) {
+    // A start that failed before taking its prepared gate (the command became unrunnable since it was
+    // prepared, the guard could not start): an idle gate left behind keeps our event loop, and so
+    // leader-run, alive for good, and it exits only when its pipe closes. A used gate is left alone.
+    await options.prepared?.discard();
+    throw error;
+  }
+}
+
+async function startThroughGate(options: StartChildOptions): Promise<ChildHandle> {
   const [first] = options.command;
   if (first === undefined) throw new TypeError("startChild: command must not be empty");
   signalNumber(options.killSignal); // RangeError now rather than at stop time

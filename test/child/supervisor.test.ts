@@ -401,6 +401,20 @@ describe("a start gate prepared ahead of time", () => {
     assert.equal(readdirSync(dir).includes("prepared-may-not"), false, "the command must not have run");
   });
 
+  test("a start that fails before using its prepared gate discards it (an idle gate would keep leader-run from exiting)", async () => {
+    // The command became unrunnable between preparing and starting (a deploy replacing it, a chmod).
+    const script = join(dir, "prepared-then-unrunnable.sh");
+    writeFileSync(script, "#!/bin/sh\nexit 0\n");
+    chmodSync(script, 0o755);
+    const env = childEnv();
+    const gate = await prepareGate({ command: [script], shell: false, env, killSignal: "SIGTERM" });
+    assert.ok(gate !== undefined);
+    started.push(gate.pid);
+    chmodSync(script, 0o644);
+    await assert.rejects(start({ command: [script], env, prepared: gate }), ChildSpawnError);
+    await waitFor("the unused prepared gate to be gone", () => !isAlive(gate.pid), 2_000);
+  });
+
   test("no gate is prepared for a command the pre-check refuses (the start reports it)", async () => {
     assert.equal(await prepareGate({ command: ["/nonexistent/leader-run-x"], shell: false, env: childEnv(), killSignal: "SIGTERM" }), undefined);
   });

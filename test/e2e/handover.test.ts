@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { chmod, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { join } from "node:path";
 import { describe, test } from "node:test";
-import { E2E, LEASE_MS, RETRY_MS, httpStatus, marker, overlapSampler, sleepers, useE2E, waitFor, type ChildEvent, type LeaderRunProcess } from "./support.js";
+import { E2E, LEASE_MS, RETRY_MS, delay, httpStatus, marker, overlapSampler, sleepers, useE2E, waitFor, type ChildEvent, type LeaderRunProcess } from "./support.js";
 
 /**
  * Several real leader-run processes on one file lease: mutual exclusion of their children across
@@ -138,6 +140,24 @@ describe("hand-over between leader-run processes on one file lease", () => {
     assert.ok(order.indexOf("guard_started") < order.indexOf("acquired"), `${standby}`);
     standby.signal("SIGTERM");
     assert.equal(await standby.exitCode(), 0, `${standby}`);
+  });
+
+  test("a standby whose command became unrunnable while it waited exits 126 at once, leaving no idle start gate behind", async () => {
+    // The standby's start gate is spawned while it waits; the command is then made unrunnable (a deploy
+    // replacing it, a chmod). The start fails its pre-check: the prepared gate must be discarded, or
+    // it waits for "go" forever and keeps leader-run from exiting.
+    const script = join(h.work, "job.sh");
+    await writeFile(script, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    const leader = h.run("e2e-a", h.child("e2e-a", marker()));
+    await nthStart(1);
+    const standby = h.run("e2e-b", [script]);
+    await standby.waitForStandby();
+    await delay(1_000); // the guard and the gate are spawned right after the first failed attempt
+    await chmod(script, 0o644);
+    leader.signal("SIGTERM");
+    assert.equal(await leader.exitCode(), 0, `${leader}`);
+    await standby.waitForLog("acquired");
+    assert.equal(await standby.exitCode(10_000), 126, `${standby}`);
   });
 
   test("SIGKILL of leader-run: the watchdog stops the child's group long before the lease can expire, then a standby takes over", async (t) => {

@@ -37,6 +37,11 @@ if (config.role === "breaker") {
   await lock.get();
   await lock.update(record(2));
   say("wrote");
+  // Stay alive until the test ends (kills us or closes our stdin): once we are gone our record reads as a dead holder's, released, and
+  // the test's look at it right after "wrote" raced our exit (seen failing under load).
+  for await (const _line of createInterface({ input: process.stdin })) {
+    // until our stdin closes
+  }
   process.exit(0);
 }
 await lock.create(record(1));

@@ -93,7 +93,7 @@ test("a rename abandoned at its bound that lands after another process wrote cou
 
   // Its writer must not take it as its own renewal (before the fix it did: it went on to write, and its
   // next rename hung in turn)... (The breaker could not remove its critical-section
-  // lock file either; it has exited, and the slow writer, every rename of which is delayed, would take
+  // lock file either, and the slow writer, every rename of which is delayed, would take
   // 5 s to break it: remove it.)
   await rm(join(dir, ".job~lock"), { force: true });
   slow.stdin!.write("check\n");

@@ -337,6 +337,75 @@ describe("writes that landed late (after their writer's landBy)", () => {
     await lock.update(record("a", 2));
   });
 
+  test("a leader's own write that landed in time stays its own when something later changes the file's ctime (chmod, touch, xattrs)", async () => {
+    const dir = freshDir();
+    // landBy = the lock file's mtime + 500 ms + 1 s: any ctime change after that looks like a late landing.
+    const lock = new FileLock({ name: "job", identity: "a", dir, criticalSectionStaleMs: 1_000, fsTimeoutMs: 1_000 });
+    await lock.create(record("a"));
+    await lock.get();
+    await new Promise((r) => setTimeout(r, 2_000));
+    // An operator (or a backup tool, a relabel) touches the inode's metadata; the bytes are ours as written.
+    await chmod(join(dir, "job"), 0o644);
+    await lock.get();
+    await lock.update(record("a", 1)); // the leader's renewal: must not be refused
+    await lock.close();
+  });
+
+  test("a record of ours that landed late is not released as ours: the release would free the lease it may have replaced", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir, leaseDurationMs: 60_000 });
+    await lock.create(record("a"));
+    const path = join(dir, "job");
+    const mine = JSON.parse(await readFile(path, "utf8")) as { leaderRun: Record<string, unknown> };
+    // Our abandoned renewal, landing now over a breaker's record.
+    await writeFile(path, encodeLeaseFile(record("a"), { ...(await currentProcess()), writer: mine.leaderRun.writer as string, landBy: past() }), {
+      mode: 0o644,
+    });
+    await lock.get();
+    // What the elector's release writes when the record names us and matches a write of ours.
+    await lock.update(record("", 1, 1)).catch(() => undefined);
+    const other = new FileLock({ name: "job", identity: "b", dir, leaseDurationMs: 60_000 });
+    const { record: seen } = await other.get();
+    assert.notEqual(seen.holderIdentity, "", "the lease must not be free at once");
+    await other.close();
+    await lock.close();
+  });
+
+  test("a late record stops counting as late a lease duration after it landed: a released lease whose ctime moved is not held for good", async () => {
+    const dir = freshDir();
+    const releaser = new FileLock({ name: "job", identity: "a", dir, criticalSectionStaleMs: 1_000, fsTimeoutMs: 1_000, leaseDurationMs: 1_000 });
+    await releaser.create(record("a", 1, 1));
+    await releaser.get();
+    await releaser.update(record("", 1, 1));
+    await releaser.close();
+    await new Promise((r) => setTimeout(r, 2_000));
+    // Something touches the released file's metadata (chmod -R, chown -R, touch, a relabel) long after
+    // it landed: it now reads as a release that landed late, held until unchanged for a lease duration.
+    await chmod(join(dir, "job"), 0o644);
+    const first = new FileLock({ name: "job", identity: "b", dir, leaseDurationMs: 1_000 });
+    assert.equal((await first.get()).record.holderIdentity, LATE_RELEASE_HOLDER);
+    await first.close();
+    await new Promise((r) => setTimeout(r, 1_500));
+    // A process that looks only now (every --no-wait cron run is one) saw it for the first time: before
+    // the fix each such process waited a lease duration from its own first look, so none ever took it.
+    const later = new FileLock({ name: "job", identity: "c", dir, leaseDurationMs: 1_000 });
+    assert.equal((await later.get()).record.holderIdentity, "", "a lease duration after it landed, the release is free");
+    await later.close();
+  });
+
+  test("landBy never lies beyond the break age other processes honour (a lock file may ask for at most 65 s)", async () => {
+    const dir = freshDir();
+    // A renew deadline of two minutes: the commit bound alone is longer than a breaker waits.
+    const lock = new FileLock({ name: "job", identity: "a", dir, fsTimeoutMs: 120_000 });
+    const before = Date.now();
+    await lock.create(record("a"));
+    const { leaderRun } = JSON.parse(await readFile(join(dir, "job"), "utf8")) as { leaderRun: { landBy: number } };
+    // A breaker with a short renew deadline breaks the section 65 s after its mtime; a rename landing
+    // after that must read as late (landBy + 250 ms before the break).
+    assert.ok(leaderRun.landBy - before <= 65_000 - 250, `landBy is ${leaderRun.landBy - before}ms after the start`);
+    await lock.close();
+  });
+
   test("every write names its landBy, within the critical section's bound", async () => {
     const dir = freshDir();
     const lock = new FileLock({ name: "job", identity: "a", dir, criticalSectionStaleMs: 4_000, fsTimeoutMs: 1_500 });

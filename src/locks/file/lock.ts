@@ -168,7 +168,12 @@ export class FileLock implements ResourceLock, ProcessGuard {
    */
   private localHolder: HolderInfo | undefined;
   /** The bytes of the last read and when they landed (the file's ctime, the file system's clock). */
-  private lastRead: { content: string; ctimeMs: number } | undefined;
+  private lastRead: { content: string; ctimeMs: number; ino: number } | undefined;
+  /**
+   * Our last write that we saw land in time (lstat right after it): its file's ctime may move later
+   * (a chmod, a touch, an xattr, a link count change), which does not make it late for us.
+   */
+  private landedInTime: { content: string; ino: number } | undefined;
   private readonly fs: BoundedFs;
   /** An operation completed here once: from then on a hung call is an outage, not a wrong location. */
   private established = false;
@@ -333,8 +338,13 @@ export class FileLock implements ResourceLock, ProcessGuard {
         }
         if (current !== expected) throw new ConflictError(`lease file ${this.path} changed since this process last read it`);
         if (record.holderIdentity === this.id) await this.checkOwnIdentity(current);
-        const content = await this.encodeUpdate(record, current, mutex.landBy);
-        await this.commit(content, mutex, signal, "rename");
+        // A release or a request written over a record that landed late must not launder it: in time,
+        // a release would be free at once (and a dead writer's record taken over at once) while the
+        // leader it may have replaced still runs. It keeps the late record's landBy, so it reads late
+        // too and is waited out for a lease duration like the record it replaces.
+        const lateLandBy = record.holderIdentity !== this.id ? this.lateLandBy(current) : undefined;
+        const content = await this.encodeUpdate(record, current, lateLandBy ?? mutex.landBy);
+        await this.commit(content, mutex, signal, "rename", lateLandBy === undefined);
         this.wrote(record, content);
       });
     });
@@ -669,8 +679,27 @@ export class FileLock implements ResourceLock, ProcessGuard {
     const landBy = file.holder?.landBy;
     const read = this.lastRead;
     if (landBy === undefined || read === undefined || read.content !== content) return undefined;
+    // The same file we saw land in time: a later ctime is a metadata change, not a late landing.
+    if (this.landedInTime?.content === content && this.landedInTime.ino === read.ino) return undefined;
     const late = read.ctimeMs - landBy;
-    return late > LATE_MARGIN_MS ? late : undefined;
+    if (late <= LATE_MARGIN_MS) return undefined;
+    // A lease duration after it landed (the file system's clock, by which the critical section's age
+    // is judged too), the leader it may have replaced has stopped: from then on it is an ordinary record.
+    // Waiting only from our own first look instead held it for good against processes that look once
+    // (--no-wait), e.g. a release whose ctime a chmod moved.
+    if (Date.now() - read.ctimeMs >= Math.max(this.leaseDurationMs, file.record.leaseDurationSeconds * 1000)) return undefined;
+    return late;
+  }
+
+  /** The landBy of `current` (just read) when it landed late, else undefined. */
+  private lateLandBy(current: string): number | undefined {
+    let file: LeaseFile;
+    try {
+      file = decodeLeaseFile(current);
+    } catch {
+      return undefined;
+    }
+    return this.lateBy(current, file) !== undefined ? file.holder?.landBy : undefined;
   }
 
   /** Unreadable bytes block takeover until they have been seen unchanged for a whole lease duration. */
@@ -726,7 +755,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
   }
 
   /** Temp file, fsync, then rename() over the lease (or link(), which fails if it exists), fsync dir. */
-  private async commit(content: string, mutex: MutexHandle, signal: AbortSignal | undefined, how: "rename" | "link"): Promise<void> {
+  private async commit(content: string, mutex: MutexHandle, signal: AbortSignal | undefined, how: "rename" | "link", inTime = true): Promise<void> {
     await this.removeStrays();
     const tmp = this.helperPath(`tmp-${process.pid}-${randomHex(6)}`);
     let placed = false;
@@ -768,6 +797,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
             : `lease file ${this.path}: our write landed ${seconds(lateMs)} after its deadline (a paused process or a slow file system); not counting it`,
         );
       }
+      this.landedInTime = inTime ? { content, ino } : undefined;
     } catch (err) {
       throw this.fsError(err, `cannot write lease file ${this.path}`);
     } finally {
@@ -835,7 +865,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
       }
       const content = await fh.readFile("utf8");
       // The fd pins the inode, so this ctime is when these bytes landed (rename and link set it).
-      this.lastRead = { content, ctimeMs: st.ctimeMs };
+      this.lastRead = { content, ctimeMs: st.ctimeMs, ino: st.ino };
       return content;
     } finally {
       await fh.close();

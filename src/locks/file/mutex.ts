@@ -185,7 +185,10 @@ export class FileMutex {
       }
     };
     return {
-      landBy: mtimeMs + maxHoldMs + this.commitBoundMs,
+      // Never later than the break age every breaker honours (a lock file's ask is capped at
+      // MAX_BREAK_AFTER_MS): a rename landing after a break must read as late, even when our own bound is
+      // longer (a renew deadline over a minute); such a slow rename of ours then does not count either.
+      landBy: mtimeMs + Math.min(maxHoldMs + this.commitBoundMs, MAX_BREAK_AFTER_MS - COMMIT_MARGIN_MS),
       verify: async () => {
         const held = performance.now() - acquiredAt;
         if (held > maxHoldMs) {
