@@ -147,7 +147,7 @@ export class ChildControl {
         this.prepared = gate;
         await this.guard.start();
         if (this.processGuard !== undefined && this.guard.pid !== undefined && this.prepared === gate) {
-          await this.processGuard.setGuardedProcessGroup(gate.pid, { watchdogPid: this.guard.pid });
+          await this.processGuard.setGuardedProcessGroup(gate.pid, { watchdogPid: this.guard.pid, deferWrite: true });
         }
       })
       .catch(() => undefined)

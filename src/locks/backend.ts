@@ -61,6 +61,12 @@ export interface GuardOptions {
   watchdogPid?: number;
   /** Gives up waiting for the backend (resolves false). */
   signal?: AbortSignal;
+  /**
+   * Only remember them for the next write (resolves false at once): a standby naming the gate it
+   * prepared, which its acquiring write then carries. Writing now would rewrite a record of ours that
+   * may still be on disk from an earlier term and restart the other standbys' wait for it.
+   */
+  deferWrite?: boolean;
 }
 
 /**

@@ -102,7 +102,7 @@ describe("dist/bin chunking", () => {
     assert.ok([...closure].some((f) => dynamicImports(f).includes(supervisor)), `${supervisor} is imported lazily`);
   });
 
-  it("a --no-wait run that finds the lease taken exits 75 without loading node:child_process or node:net", async (t) => {
+  it("a --no-wait run that finds the lease taken exits 75 without loading node:child_process, node:net or node:crypto", async (t) => {
     const bin = fileURLToPath(new URL("../../bin/leader-run.js", import.meta.url));
     if (!existsSync(join(BIN_DIR, "main.js"))) {
       t.skip("dist/ not built: npm run build");
@@ -127,7 +127,7 @@ describe("dist/bin chunking", () => {
       closeSync(errFd);
       assert.equal(r.status, 75, readFileSync(errFile, "utf8"));
       const loaded = JSON.parse(readFileSync(report, "utf8")) as string[];
-      for (const builtin of ["child_process", "net", "dgram"]) assert.ok(!loaded.includes(`NativeModule ${builtin}`), `node:${builtin} was loaded`);
+      for (const builtin of ["child_process", "net", "dgram", "crypto"]) assert.ok(!loaded.includes(`NativeModule ${builtin}`), `node:${builtin} was loaded`);
     } finally {
       holder.kill("SIGTERM");
       await new Promise((resolve) => holder.once("exit", resolve));

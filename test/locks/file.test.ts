@@ -641,6 +641,21 @@ describe("dead-holder detection", () => {
     }
   });
 
+  test("deferWrite: a standby's prepared group is not written into its old record, only into its acquiring write", async () => {
+    const dir = freshDir();
+    const lock = new FileLock({ name: "job", identity: "a", dir });
+    await lock.create(record("a"));
+    const path = join(dir, "job");
+    const before = await readFile(path, "utf8");
+    // Our record of an earlier term is still on disk: rewriting it would restart other standbys' wait.
+    assert.equal(await lock.setGuardedProcessGroup(4343, { deferWrite: true }), false);
+    assert.equal(await readFile(path, "utf8"), before, "nothing written");
+    await lock.get();
+    await lock.update(record("a", 2));
+    const after = JSON.parse(await readFile(path, "utf8")) as { leaderRun: { childPgid?: number } };
+    assert.equal(after.leaderRun.childPgid, 4343, "the next write of ours names it");
+  });
+
   test("setGuardedProcessGroup records the watchdog with its start time, before any child exists", async (t) => {
     if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
     const dir = freshDir();

@@ -255,7 +255,7 @@ export class FileLock implements ResourceLock, ProcessGuard {
       this.watchdog = { pid: watchdogPid, startTime: processStartTime(watchdogPid) };
       changed = true;
     }
-    if (!changed) return Promise.resolve(false);
+    if (!changed || options.deferWrite === true) return Promise.resolve(false);
     return this.operation(options.signal, () => this.persistGuard(options.signal)).catch(() => false);
   }
 
