@@ -545,9 +545,12 @@ async function load(backends: BenchBackend[]): Promise<void> {
             value: `${perSecond.toFixed(1)}; ${perWaiter.toFixed(3)} per waiter`,
             reference: `1/LD = ${bound.toFixed(3)} per waiter`,
             ratio: `${(perWaiter / bound).toFixed(2)}×`,
-            goal: "≤ 1 read per LD per waiter",
-            // The server counters are not exact (PostgreSQL flushes its statistics about once a second).
-            pass: perWaiter <= bound * 1.1,
+            goal: `≤ 1 read per LD per waiter (± 1 read per waiter in the ${windowMs / 1000} s window)`,
+            // The server counters are not exact (PostgreSQL flushes its statistics about once a second),
+            // and a waiter reading once per LD can show one read more or less in a window of whole
+            // LDs, depending on where its reads fall against the window's edges: with 2 candidates
+            // that one read is 25 % of the figure.
+            pass: perWaiter <= bound * 1.1 + 1000 / windowMs,
           });
           // The current leader started its child last: under load a first leader can lose its lease
           // while the others start, and signalling it would hand over nothing.
