@@ -49,6 +49,13 @@ export interface LockCapabilities {
    * on purpose, so tests see the elector cope with it.
    */
   rawChangesOnEveryWrite: boolean;
+  /**
+   * `watch` reports its health (`WatchHealth`) and, while `"connected"`, announces every renewal with
+   * the record exactly as `get` would return it, without a bare wake-up: waiting candidates then read
+   * about once per lease duration instead of every retry period. When false the watch only wakes, and
+   * waiters poll at the retry period.
+   */
+  announcesRenewals: boolean;
 }
 
 /** Options of `ProcessGuard.setGuardedProcessGroup`. */

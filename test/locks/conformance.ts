@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it, type TestContext } from "node:test";
 import { LeaderElector } from "../../src/election/elector.js";
-import { AlreadyExistsError, ConflictError, NotFoundError, type ResourceLock } from "../../src/election/lock.js";
+import { AlreadyExistsError, ConflictError, NotFoundError, type ResourceLock, type WatchedRecord, type WatchHealth } from "../../src/election/lock.js";
 import type { LeaderElectionRecord } from "../../src/election/record.js";
 import type { LockCapabilities, OpenedLock } from "../../src/locks/backend.js";
 
@@ -299,6 +299,52 @@ export function conformance(target: ConformanceTarget): void {
       await writer.update(rec("", 1));
       await waitFor(() => wakes > before, 5000, "a notification of the release");
       assert.ok(performance.now() - wroteAt <= NOTIFY_BUDGET_MS, `woken ${Math.round(performance.now() - wroteAt)}ms after the write`);
+    });
+
+    it("a connected watch announces a renewal with the record get returns, and no bare wake-up, exactly when declared (announcesRenewals)", async (t) => {
+      if (!ready(t)) return;
+      const name = lease();
+      const waiter = await lock(name, "w");
+      const writer = await lock(name, "x");
+      if (waiter.watch === undefined) {
+        assert.equal(target.capabilities.announcesRenewals, false, "announcing renewals needs a watch");
+        return;
+      }
+      const controller = new AbortController();
+      t.after(() => controller.abort());
+      let wakes = 0;
+      const seen: WatchedRecord[] = [];
+      const health: WatchHealth[] = [];
+      waiter.watch(
+        (record) => (record === undefined ? wakes++ : seen.push(record)),
+        controller.signal,
+        (h) => health.push(h),
+      );
+      await writer.create(rec("x", 1));
+      await waitFor(() => wakes + seen.length > 0, 10_000, "the first notification");
+      if (!target.capabilities.announcesRenewals) {
+        // Such a watch must never let waiters stop polling.
+        await new Promise((r) => setTimeout(r, 200));
+        assert.ok(!health.includes("connected"), `reported ${health.join(", ")} without declaring announcesRenewals`);
+        return;
+      }
+      await waitFor(() => health.at(-1) === "connected", 10_000, "the watch to report itself connected");
+      await new Promise((r) => setTimeout(r, 100));
+      const wakesBefore = wakes;
+      const seenBefore = seen.length;
+      await writer.get();
+      await writer.update(rec("x", 1, new Date(Date.now() + 1000)));
+      await waitFor(() => seen.length > seenBefore, NOTIFY_BUDGET_MS * 4, "the renewal to be announced");
+      const read = await waiter.get();
+      const announced = seen.at(-1);
+      assert.equal(announced?.raw, read.raw, "announced exactly as get returns it");
+      assert.deepEqual(announced?.record, read.record);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(wakes, wakesBefore, "a renewal is no bare wake-up (that would make every waiter read)");
+      // Anything else still reaches the waiter: a release, as a wake-up or with its record.
+      const before = wakes + seen.length;
+      await writer.update(rec("", 1));
+      await waitFor(() => wakes + seen.length > before, NOTIFY_BUDGET_MS * 4, "the release to be notified");
     });
 
     it("the store expires an abandoned record by itself exactly when declared (expiresByItself)", async (t) => {

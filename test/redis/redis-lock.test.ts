@@ -229,7 +229,7 @@ describe("Redis lock against a real redis-server", { concurrency: true }, () => 
     assert.ok(pttl > 1000 && pttl <= LD, `pttl ${pttl}`);
   });
 
-  test("watchers hear a release and a new holder at once over pub/sub", async (t) => {
+  test("watchers hear a release and a new holder at once over pub/sub, and nothing after the watch ended", async (t) => {
     if (!requireRedis(t)) return;
     const name = uniqueName();
     const a = await open("a", name);
@@ -258,19 +258,13 @@ describe("Redis lock against a real redis-server", { concurrency: true }, () => 
     await a.update(rec("a", 1)); // acquisition publishes too
     assert.ok(await waitUntil(() => wakes > base2, 2000), "acquisition notified");
     assert.ok(await waitUntil(() => health === "connected", 5000), "health reported once subscribed");
-    // A renewal is no wake-up: it is announced with the stored record, exactly as get returns it.
+    // (How a renewal is announced is the conformance suite's case "announcesRenewals".)
     const base3 = wakes;
-    await a.update({ ...rec("a", 1), renewTime: new Date(Date.now() + 1000) });
-    assert.ok(await waitUntil(() => seen.length > 0, 2000), "renewal announced");
-    const read = await b.get();
-    assert.equal(seen.at(-1)?.raw, read.raw);
-    assert.deepEqual(seen.at(-1)?.record, read.record);
-    assert.equal(wakes, base3);
     stop.abort();
     await a.update({ ...rec("", 1), leaseDurationSeconds: 1 });
     await new Promise((r) => setTimeout(r, 150));
     assert.equal(wakes, base3, "no wake-up after the watch ended");
-    assert.equal(seen.length, 1);
+    assert.equal(seen.length, 0, "a release and an acquisition are wake-ups, not announced records");
   });
 
   test("watch health: disconnected when the subscriber's connection drops, connected once subscribed again", async (t) => {

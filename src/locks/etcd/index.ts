@@ -21,6 +21,7 @@ export const etcdCapabilities: LockCapabilities = {
   termSurvivesDelete: true,
   timeResolutionMs: 1,
   rawChangesOnEveryWrite: true,
+  announcesRenewals: true,
 };
 
 export const etcdBackend = plainBackend("etcd", etcdCapabilities, (spec, options) => {

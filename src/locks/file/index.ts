@@ -16,6 +16,7 @@ export const fileCapabilities: LockCapabilities = {
   timeResolutionMs: 1,
   termSurvivesDelete: false,
   rawChangesOnEveryWrite: true,
+  announcesRenewals: false,
 };
 
 export const fileBackend: LockBackend<"file"> = {

@@ -18,6 +18,7 @@ export const kubernetesCapabilities: LockCapabilities = {
   timeResolutionMs: 1,
   termSurvivesDelete: false,
   rawChangesOnEveryWrite: true,
+  announcesRenewals: true,
 };
 
 export const kubernetesBackend = plainBackend("kubernetes", kubernetesCapabilities, (spec, options) => {

@@ -17,4 +17,5 @@ export const memoryCapabilities: LockCapabilities = {
   timeResolutionMs: 1,
   termSurvivesDelete: false,
   rawChangesOnEveryWrite: false,
+  announcesRenewals: false,
 };

@@ -44,6 +44,7 @@ export const postgresCapabilities: LockCapabilities = {
   timeResolutionMs: 1,
   /** `version` is part of `raw`. */
   rawChangesOnEveryWrite: true,
+  announcesRenewals: true,
   termSurvivesDelete: true,
 };
 

@@ -18,6 +18,7 @@ export const redisCapabilities: LockCapabilities = {
   // The fencing counter key never expires and is not the record.
   termSurvivesDelete: true,
   rawChangesOnEveryWrite: true,
+  announcesRenewals: true,
 };
 
 export const redisBackend = plainBackend("redis", redisCapabilities, (spec, options) => {
