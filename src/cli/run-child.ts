@@ -399,8 +399,13 @@ export class ChildControl {
         this.log.debug("guard_armed", { pgid: event.pgid });
         return;
       case "guard_started":
-        // A restarted guard (someone killed ours) must be the one the record names.
-        void this.processGuard?.setGuardedProcessGroup(this.current?.pgid, { watchdogPid: event.pid });
+        // A restarted guard (someone killed ours) must be the one the record names. Without a child (a
+        // standby, or between restarts) the next write of ours carries it: a write now would rewrite a
+        // record of ours left from an earlier term and restart the other standbys' wait.
+        void this.processGuard?.setGuardedProcessGroup(this.current?.pgid ?? this.prepared?.pid, {
+          watchdogPid: event.pid,
+          deferWrite: this.current === undefined,
+        });
         this.log.debug("guard_started", { pid: event.pid, shell: event.shell });
         return;
       case "guard_exited":

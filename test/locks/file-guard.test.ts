@@ -231,6 +231,9 @@ describe("one identity, one process", { timeout: 60_000 }, () => {
       t.diagnostic(`second process led ${tookMs}ms after the first was killed`);
       // Well before the 20 s lease could have expired (the margin absorbs a loaded CI machine).
       assert.ok(tookMs < 10_000, `took ${tookMs}ms; the 20 s lease could not have expired`);
+    } catch (error) {
+      // Failed twice under heavy parallel load without saying why: a failure now carries the workers' log.
+      throw new Error(`${(error as Error).message}\nworkers' log:\n${(await lines()).join("\n")}`, { cause: error });
     } finally {
       await procs.kill(first.child);
       if (second) await procs.kill(second.child);
