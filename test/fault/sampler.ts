@@ -122,6 +122,9 @@ export class Sampler {
     private readonly onGroup: (group: WitnessGroup) => void = () => undefined,
   ) {}
 
+  /** New groups of the current sample, announced once the sample is complete. */
+  private readonly announce: WitnessGroup[] = [];
+
   private isWitnessCmd(cmd: readonly string[] | undefined): boolean {
     if (cmd === undefined || cmd.length !== 2) return false;
     const [file = "", arg] = cmd;
@@ -143,7 +146,7 @@ export class Sampler {
       const token = raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : null;
       group = { key, pgid: stat.pgrp, pids: [], parent: stat.ppid, token, firstSeenMs: now, lastSeenMs: now };
       this.groups.set(key, group);
-      this.onGroup(group);
+      this.announce.push(group);
       if (token === null || token <= this.maxToken) {
         this.regressions.push({ atMs: now, pgid: stat.pgrp, token, previousMax: this.maxToken });
       }
@@ -216,6 +219,9 @@ export class Sampler {
       for (const h of successors) if (!o.groups.some((x) => x.pgid === h.pgid)) o.groups.push(summary(h));
     }
     this.prevTick = now;
+    // Only now, with this sample's overlaps recorded: a driver told of a new group mid-sample could
+    // act on the other groups (kill them) before this sample looked at them.
+    for (const g of this.announce.splice(0)) this.onGroup(g);
   }
 
   /** Every live process carrying the campaign's marker in its environment. */
