@@ -282,6 +282,12 @@ describe("writes that landed late (after their writer's landBy)", () => {
   // count it, neither as a dead holder's (taken over at once) nor, by its writer, as its own.
   const past = (): number => Date.now() - 60_000;
   const future = (): number => Date.now() + 60_000;
+  /** Rewrites lease "job" in `dir` with the record and writer token our lock wrote there, due by `landBy`. */
+  const landOurRecord = async (dir: string, landBy: number): Promise<void> => {
+    const path = join(dir, "job");
+    const mine = JSON.parse(await readFile(path, "utf8")) as { leaderRun: { writer: string } };
+    await writeFile(path, encodeLeaseFile(record("a"), { ...(await currentProcess()), writer: mine.leaderRun.writer, landBy }), { mode: 0o644 });
+  };
 
   test("a dead holder's record that landed late is not taken over at once; one that landed in time is", async (t) => {
     if ((await currentProcess()).bootId === null) return t.skip("/proc unavailable");
@@ -320,19 +326,13 @@ describe("writes that landed late (after their writer's landBy)", () => {
     const dir = freshDir();
     const lock = new FileLock({ name: "job", identity: "a", dir, leaseDurationMs: 60_000 });
     await lock.create(record("a"));
-    const path = join(dir, "job");
-    const mine = JSON.parse(await readFile(path, "utf8")) as { leaderRun: Record<string, unknown> };
     // The same bytes our writer produced, landing now but due a minute ago (an abandoned rename).
-    await writeFile(path, encodeLeaseFile(record("a"), { ...(await currentProcess()), writer: mine.leaderRun.writer as string, landBy: past() }), {
-      mode: 0o644,
-    });
+    await landOurRecord(dir, past());
     await lock.get();
     await assert.rejects(lock.update(record("a", 2)), (err: Error) => err instanceof SameIdentityHeldError && /landed .* after its deadline/.test(err.message));
 
     // In time, the same bytes are ours.
-    await writeFile(path, encodeLeaseFile(record("a"), { ...(await currentProcess()), writer: mine.leaderRun.writer as string, landBy: future() }), {
-      mode: 0o644,
-    });
+    await landOurRecord(dir, future());
     await lock.get();
     await lock.update(record("a", 2));
   });
@@ -355,12 +355,8 @@ describe("writes that landed late (after their writer's landBy)", () => {
     const dir = freshDir();
     const lock = new FileLock({ name: "job", identity: "a", dir, leaseDurationMs: 60_000 });
     await lock.create(record("a"));
-    const path = join(dir, "job");
-    const mine = JSON.parse(await readFile(path, "utf8")) as { leaderRun: Record<string, unknown> };
     // Our abandoned renewal, landing now over a breaker's record.
-    await writeFile(path, encodeLeaseFile(record("a"), { ...(await currentProcess()), writer: mine.leaderRun.writer as string, landBy: past() }), {
-      mode: 0o644,
-    });
+    await landOurRecord(dir, past());
     await lock.get();
     // What the elector's release writes when the record names us and matches a write of ours.
     await lock.update(record("", 1, 1)).catch(() => undefined);
