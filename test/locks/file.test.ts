@@ -848,6 +848,39 @@ describe("crash safety of the critical section", () => {
     await held.release();
     assert.equal(await readFile(join(dir, ".m~lock"), "utf8"), "somebody else", "release leaves a foreign lock alone");
   });
+
+  test("a waiter takes the critical section as soon as its holder releases it, not after its backoff", async () => {
+    const dir = freshDir();
+    await mkdir(dir, { mode: 0o700 });
+    const path = join(dir, ".m~lock");
+    const held = await new FileMutex(path).acquire();
+    // A first wait of 5 s: a waiter that only slept its backoff would take it 2.5 s or more after the release.
+    const waiter = new FileMutex(path, { retryMs: 5_000 });
+    const waiting = waiter.acquire();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const releasedAt = performance.now();
+    await held.release();
+    const taken = await waiting;
+    const took = performance.now() - releasedAt;
+    await taken.release();
+    assert.ok(took < 2_000, `the waiter took the section ${Math.round(took)}ms after its release`);
+  });
+
+  test("a waiter whose wait is aborted stops waiting at once and leaves the holder's lock alone", async () => {
+    const dir = freshDir();
+    await mkdir(dir, { mode: 0o700 });
+    const path = join(dir, ".m~lock");
+    const held = await new FileMutex(path).acquire();
+    const abort = new AbortController();
+    const waiting = new FileMutex(path, { retryMs: 5_000 }).acquire(abort.signal);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const abortedAt = performance.now();
+    abort.abort();
+    await assert.rejects(waiting, { name: "AbortError" });
+    assert.ok(performance.now() - abortedAt < 2_000);
+    await held.verify();
+    await held.release();
+  });
 });
 
 describe("watch and abort", () => {

@@ -1,5 +1,6 @@
-import { crypto, randomHex } from "../../builtin.js";
-import { constants } from "node:fs";
+import { randomHex } from "../../builtin.js";
+import { constants, watch as fsWatch, type FSWatcher } from "node:fs";
+import { basename, dirname } from "node:path";
 import { link, lstat, open, rename, unlink } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
@@ -39,6 +40,11 @@ export interface FileMutexOptions {
    * lock meanwhile. Default 0.
    */
   commitBoundMs?: number;
+  /**
+   * The first wait between attempts while the lock is held; it doubles up to 50 ms (or this, if longer).
+   * A change of the lock file ends a wait early. Default 2 ms.
+   */
+  retryMs?: number;
   /**
    * Runs each file-system step (`what`: the call and its path); the file lock bounds them in time
    * (bounded.ts). Default: as they are.
@@ -96,6 +102,7 @@ export class FileMutex {
   private readonly breakAfterMs: number;
   private readonly commitBoundMs: number;
   private readonly timeoutMs: number;
+  private readonly retryMs: number;
   private readonly run: <T>(what: string, path: string, work: () => Promise<T>) => Promise<T>;
 
   constructor(path: string, options: FileMutexOptions = {}) {
@@ -104,35 +111,44 @@ export class FileMutex {
     this.commitBoundMs = options.commitBoundMs ?? 0;
     this.breakAfterMs = Math.max(this.staleMs, this.staleMs / 2 + this.commitBoundMs + COMMIT_MARGIN_MS);
     this.timeoutMs = options.timeoutMs ?? 2 * this.breakAfterMs;
+    this.retryMs = options.retryMs ?? 2;
     this.run = options.run ?? ((_what, _path, work) => work());
   }
 
   async acquire(signal?: AbortSignal): Promise<MutexHandle> {
     const self = await currentProcess();
-    const info: LockInfo = { ...self, token: crypto().randomBytes(16).toString("hex"), breakAfterMs: this.breakAfterMs };
+    const info: LockInfo = { ...self, token: randomHex(16), breakAfterMs: this.breakAfterMs };
     const content = JSON.stringify(info);
     const start = performance.now();
-    let wait = 2;
+    let wait = this.retryMs;
     let holder = "an unknown process";
     let timeoutMs = this.timeoutMs;
-    for (;;) {
-      signal?.throwIfAborted();
-      const acquiredAt = performance.now();
-      const mtimeMs = await this.run(`create ${this.path}`, this.path, () => this.tryCreate(content));
-      if (mtimeMs !== undefined) return this.handle(content, acquiredAt, mtimeMs);
-      const verdict = await this.run(`inspect ${this.path}`, this.path, () => this.breakIfStale(self));
-      holder = verdict.holder ?? holder;
-      // A holder with a longer break age than ours is waited for that long, not timed out before it.
-      timeoutMs = Math.max(timeoutMs, 2 * (verdict.breakAfterMs ?? 0));
-      if (performance.now() - start > timeoutMs) {
-        throw new LockError(
-          `timed out after ${Math.round(timeoutMs / 1000)}s waiting for the lock file ${this.path} held by ${holder}; ` +
-            `remove it if that process is not running leader-run`,
-        );
+    let removal: RemovalWatch | undefined;
+    try {
+      for (;;) {
+        signal?.throwIfAborted();
+        const acquiredAt = performance.now();
+        const mtimeMs = await this.run(`create ${this.path}`, this.path, () => this.tryCreate(content));
+        if (mtimeMs !== undefined) return this.handle(content, acquiredAt, mtimeMs);
+        // Held: from now on a change of the lock file (its holder's unlink) ends the wait at once. Set up
+        // before the next attempt, so an unlink after that attempt's EEXIST is never missed.
+        removal ??= RemovalWatch.start(this.path);
+        const verdict = await this.run(`inspect ${this.path}`, this.path, () => this.breakIfStale(self));
+        holder = verdict.holder ?? holder;
+        // A holder with a longer break age than ours is waited for that long, not timed out before it.
+        timeoutMs = Math.max(timeoutMs, 2 * (verdict.breakAfterMs ?? 0));
+        if (performance.now() - start > timeoutMs) {
+          throw new LockError(
+            `timed out after ${Math.round(timeoutMs / 1000)}s waiting for the lock file ${this.path} held by ${holder}; ` +
+              `remove it if that process is not running leader-run`,
+          );
+        }
+        if (verdict.broken) continue; // gone or broken: try again at once
+        await removal.next(wait * (0.5 + Math.random()), signal);
+        wait = Math.min(wait * 2, Math.max(50, this.retryMs));
       }
-      if (verdict.broken) continue; // gone or broken: try again at once
-      await delay(wait * (0.5 + Math.random()), undefined, { signal });
-      wait = Math.min(wait * 2, 50);
+    } finally {
+      removal?.close();
     }
   }
 
@@ -268,5 +284,66 @@ function parseLockInfo(content: string): LockInfo | null {
     };
   } catch {
     return null; // empty (holder crashed right after creating it) or foreign: judged by age alone
+  }
+}
+
+/**
+ * Wakes a waiter when the lock file changes (inotify on its directory): a critical section lasts a few
+ * milliseconds, and a waiter that slept its backoff past the holder's unlink added that sleep to every
+ * contended write (a standby's acquire right after the leader's release: 20-30 ms of a hand-over).
+ * The backoff still bounds each wait, for file systems that report nothing (NFS) or a watch that fails.
+ */
+class RemovalWatch {
+  private wake: (() => void) | undefined;
+  private changed = false;
+  private readonly watcher: FSWatcher | undefined;
+
+  private constructor(path: string) {
+    const name = basename(path);
+    try {
+      // persistent: false, so a waiter's watch never keeps the process alive by itself.
+      this.watcher = fsWatch(dirname(path), { persistent: false }, (_event, file) => {
+        if (file === null || file === name) this.signal();
+      });
+      this.watcher.on("error", () => this.signal());
+    } catch {
+      this.watcher = undefined; // out of inotify watches, or no support on this file system: the backoff alone
+    }
+  }
+
+  static start(path: string): RemovalWatch {
+    return new RemovalWatch(path);
+  }
+
+  private signal(): void {
+    this.changed = true;
+    this.wake?.();
+  }
+
+  /** Resolves after `ms`, at a change of the lock file, or (rejecting) at the abort. */
+  async next(ms: number, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    if (this.changed) {
+      this.changed = false;
+      return;
+    }
+    const timer = new AbortController();
+    const onAbort = (): void => timer.abort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.wake = () => timer.abort();
+    try {
+      await delay(ms, undefined, { signal: timer.signal });
+    } catch (error) {
+      signal?.throwIfAborted();
+      if (!(error instanceof Error && error.name === "AbortError")) throw error;
+    } finally {
+      this.wake = undefined;
+      this.changed = false;
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  close(): void {
+    this.watcher?.close();
   }
 }
