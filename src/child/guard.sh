@@ -12,7 +12,9 @@
 # monotonic deadlines so that they fire no later than the true ones. Never relative times: a leader-run
 # stopped between computing and writing one would stretch it.
 #
-#   watch <pgid> <signal> <graceCs> <signalAt> <killAt>   guard a group; answers "ack <pgid>"
+#   watch <pgid> <signal> <graceCs> <signalAt> <killAt> [seq]
+#                                                         guard a group; answers "ack <pgid> [seq]" (seq
+#                                                         tells one watch's answer from an earlier one's)
 #   extend <signalAt> <killAt>                            new deadline for every group
 #   unwatch <pgid>                                        the group is gone; its timers are cancelled
 #   ping <token>                                          answers "pong <token>"
@@ -157,7 +159,7 @@ numeric() {
 }
 
 while :; do
-  IFS=' ' read -r cmd a b c d e
+  IFS=' ' read -r cmd a b c d e f
   _rc=$?
   # A signal (bash's read returns >128 for a trapped one) is not the end of input.
   if [ "$_rc" -gt 128 ]; then continue; fi
@@ -174,7 +176,7 @@ while :; do
       case " $groups " in *" $a "*) ;; *) groups="$groups $a" ;; esac
       if [ "$d" != 0 ]; then arm "$a" "$b" "$d" "$e" "deadline passed without renewal (leader-run pid $parent)"; else eval "timer_$a="; fi
       cancel "$_t"
-      printf 'ack %s\n' "$a"
+      printf 'ack %s%s\n' "$a" "${f:+ $f}"
       ;;
     extend)
       for g in $groups; do

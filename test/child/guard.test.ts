@@ -407,6 +407,96 @@ describe("guard lifecycle", () => {
     assert.deepEqual(sleepers(m), []);
   });
 
+  test("a watch already acknowledged by this guard with a deadline no later than the current one is not asked again; anything else is", async () => {
+    // Acknowledged once (a standby arms its prepared gate while its acquiring write is in flight), the
+    // same watch at start needs no second round trip. A guard that cannot answer shows which watches
+    // are asked: SIGSTOPped, it times each of them out.
+    const guard = new Guard({ stderrFormat: "quiet", ackTimeoutMs: 400 });
+    await guard.start();
+    const guardPid = guard.pid;
+    assert.ok(guardPid !== undefined);
+    guardGroups.push(guardPid);
+    const m = marker();
+    const idle = spawn("sleep", [m], { detached: true, stdio: "ignore" });
+    const pgid = idle.pid ?? 0;
+    pgids.push(pgid);
+    try {
+      const now = performance.now();
+      guard.extend({ signalAt: now + 60_000, killAt: now + 61_000 });
+      await guard.watch(pgid, "SIGTERM", 1000);
+      process.kill(guardPid, "SIGSTOP");
+      try {
+        await guard.watch(pgid, "SIGTERM", 1000); // the same deadline: answered already
+        guard.extend({ signalAt: now + 70_000, killAt: now + 71_000 });
+        await guard.watch(pgid, "SIGTERM", 1000); // a later one (a renewal since): the earlier answer holds
+        guard.extend({ signalAt: now + 50_000, killAt: now + 51_000 });
+        await assert.rejects(guard.watch(pgid, "SIGTERM", 1000), GuardUnavailableError, "a stricter deadline is asked");
+        guard.extend({ signalAt: now + 60_000, killAt: now + 61_000 });
+        await assert.rejects(guard.watch(pgid, "SIGKILL", 1000), GuardUnavailableError, "another signal is asked");
+        guard.unwatch(pgid);
+        await assert.rejects(guard.watch(pgid, "SIGTERM", 1000), GuardUnavailableError, "after unwatch, it is asked again");
+      } finally {
+        process.kill(guardPid, "SIGCONT");
+      }
+      await guard.watch(pgid, "SIGTERM", 1000);
+      guard.unwatch(pgid);
+    } finally {
+      await guard.close();
+      idle.kill("SIGKILL");
+    }
+  });
+
+  test("a watch still waiting for the guard to start, unwatched meanwhile, rejects and leaves the group unwatched", async () => {
+    const guard = new Guard({ stderrFormat: "quiet" });
+    const pgid = 999_999; // never signalled: the guard only records it
+    const now = performance.now();
+    guard.extend({ signalAt: now + 60_000, killAt: now + 61_000 });
+    try {
+      const watching = guard.watch(pgid, "SIGTERM", 1000); // the guard is not started yet
+      guard.unwatch(pgid); // the acquiring write failed meanwhile (ChildControl.disarm)
+      await assert.rejects(watching, GuardUnavailableError);
+      assert.deepEqual(guard.watching(), [], "the group would be watched for good, its pid free for reuse");
+    } finally {
+      guardGroups.push(guard.pid ?? 0);
+      await guard.close();
+    }
+  });
+
+  test("an answer to an earlier watch of a group does not pass for a later one's", async () => {
+    // A guard (the real protocol) that reads three lines before it answers only the first watch: the
+    // later watch of the same group must not count as answered by it.
+    const fake = join(dir, "answers-first-only.sh");
+    writeFileSync(
+      fake,
+      [
+        "IFS=' ' read -r cmd tok; echo \"pong $tok\"",
+        "IFS=' ' read -r cmd a b c d e f",
+        "IFS=' ' read -r cmd2 rest",
+        "IFS=' ' read -r cmd3 rest",
+        'printf \'ack %s%s\\n\' "$a" "${f:+ $f}"',
+        "exec sleep 5",
+        "",
+      ].join("\n"),
+    );
+    const guard = new Guard({ stderrFormat: "quiet", script: fake, ackTimeoutMs: 1500 });
+    const pgid = 999_998;
+    const now = performance.now();
+    guard.extend({ signalAt: now + 60_000, killAt: now + 61_000 });
+    await guard.start();
+    guardGroups.push(guard.pid ?? 0);
+    try {
+      const first = guard.watch(pgid, "SIGTERM", 1000);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      guard.unwatch(pgid);
+      const second = guard.watch(pgid, "SIGTERM", 1000);
+      await first;
+      await assert.rejects(second, GuardUnavailableError, "the first watch's answer acknowledged the second");
+    } finally {
+      if (guard.pid !== undefined) process.kill(guard.pid, "SIGKILL");
+      await guard.close();
+    }
+  });
+
   test("fail-closed: without a guard, the command never starts", async () => {
     const ran = join(dir, "ran");
     for (const guard of [
