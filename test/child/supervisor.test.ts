@@ -1,8 +1,8 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { ChildSpawnError, prepareGate, startChild, type ChildHandle, type StartChildOptions } from "../../src/child/supervisor.js";
 import { Guard } from "../../src/child/guard.js";
 import { countLiveMembers, groupHasLiveMembers, parseGroupStat, signalNumber } from "../../src/child/process-group.js";
@@ -80,17 +80,47 @@ describe("exit status", () => {
   test("the start gate's shell changes nothing in the environment: no PWD or SHLVL added, IFS and the rest as given", async () => {
     const dump = join(dir, "env.json");
     const script = `require("node:fs").writeFileSync(${JSON.stringify(dump)}, JSON.stringify(process.env))`;
+    const link = join(dir, "here-link");
+    symlinkSync(dir, link);
     const cases: Record<string, string>[] = [
       childEnv(),
       { ...childEnv(), PWD: "/not/where/it/runs", OLDPWD: "/nowhere", SHLVL: "7", IFS: ":", OPTIND: "3", _: "/x", "WEIRD VALUE": "a\nb=c 'd'" },
       { ...childEnv(), PPID: "1", PS1: "$ ", PS4: "++ ", RANDOM: "4", SHELLOPTS: "x", POSIXLY_CORRECT: "" },
+      // Where it runs, as given (a symlink, unnormalised): dash keeps such a PWD, and the gate execs
+      // the command itself (no env(1) in between).
+      { ...childEnv(), PWD: dir, OLDPWD: "/nowhere", SHLVL: "7", _: "/x", LINENO: "3", OPTARG: "y" },
+      { ...childEnv(), PWD: `${link}/` },
+      { ...childEnv(), PWD: `${dir}/../${basename(dir)}` },
+      // Not where it runs, or relative: replaced by dash, so restored through env(1).
+      { ...childEnv(), PWD: tmpdir() },
+      { ...childEnv(), PWD: "." },
     ];
     for (const env of cases) {
       rmSync(dump, { force: true });
-      const child = await start({ command: [process.execPath, "-e", script], env });
+      const child = await start({ command: [process.execPath, "-e", script], env, cwd: dir });
       assert.equal((await child.exited).exitCode, 0);
       assert.deepEqual(JSON.parse(readFileSync(dump, "utf8")), env);
     }
+  });
+
+  test("with dash as /bin/sh, the gate execs the command itself when dash would pass the environment on unchanged", async (t) => {
+    if (basename(realpathSync("/bin/sh")) !== "dash") return t.skip("/bin/sh is not dash here");
+    // The gate's script is in its command line: whether env(1) runs between it and the command.
+    const script = async (env: Record<string, string>): Promise<string> => {
+      const gate = await prepareGate({ command: ["true"], shell: false, env, killSignal: "SIGTERM", cwd: dir });
+      assert.ok(gate !== undefined);
+      started.push(gate.pid);
+      // Until the fork has exec'd, the command line is still ours.
+      let text = "";
+      await waitFor("the gate's exec", () => (text = readFileSync(`/proc/${gate.pid}/cmdline`, "utf8")).includes("read -r _lr_gate"));
+      await gate.discard();
+      return text;
+    };
+    assert.doesNotMatch(await script(childEnv()), /\/usr\/bin\/env/);
+    assert.doesNotMatch(await script({ ...childEnv(), PWD: dir, SHLVL: "2" }), /\/usr\/bin\/env/);
+    assert.match(await script({ ...childEnv(), PWD: tmpdir() }), /\/usr\/bin\/env/, "a PWD dash would replace");
+    assert.match(await script({ ...childEnv(), IFS: ":" }), /\/usr\/bin\/env/, "an IFS dash would reset");
+    assert.match(await script({ ...childEnv(), "a.b": "1" }), /\/usr\/bin\/env/, "a name dash would drop");
   });
 
   test("as execvp: without PATH the default path is searched, and an empty PATH entry is the working directory", async () => {
