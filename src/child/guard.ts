@@ -76,15 +76,6 @@ interface Watched {
   graceMs: number;
 }
 
-/** A watch the guard was asked for: with which deadline, of which guard process, and its answer. */
-interface Asked {
-  signal: NodeJS.Signals;
-  graceMs: number;
-  deadline: GuardDeadline | undefined;
-  proc: ChildProcess | undefined;
-  answered: Promise<void>;
-}
-
 const DEFAULT_ACK_TIMEOUT_MS = 2000;
 /** How long a dead guard may stay unreplaced while groups are watched before `onUnguarded`. */
 const RESTART_BOUND_MS = 1000;
@@ -110,12 +101,6 @@ function bootOffsetMs(): number {
   return cs * 10 - after;
 }
 
-/** Whether an acknowledged deadline is at least as strict as the current one (both set). */
-function noLater(acked: GuardDeadline | undefined, current: GuardDeadline | undefined): boolean {
-  if (acked === undefined || current === undefined) return false;
-  return acked.signalAt <= current.signalAt && acked.killAt <= current.killAt;
-}
-
 /** A `performance.now()` deadline as the guard's centiseconds, never later than the true one. */
 export function toBootCentiseconds(ms: number, offsetMs: number = bootOffsetMs()): number {
   return Math.max(1, Math.floor((ms + offsetMs) / 10));
@@ -125,8 +110,6 @@ export class Guard {
   private proc: ChildProcess | undefined;
   private ready: Promise<void> | undefined;
   private readonly watched = new Map<number, Watched>();
-  /** The last watch asked of each watched group (see `watch`: an answered one need not be asked again). */
-  private readonly asked = new Map<number, Asked>();
   /** Bumped by `unwatch`: a `watch` that was waiting meanwhile must not put the group back. */
   private readonly unwatches = new Map<number, number>();
   /** Numbers each watch line, so an answer to an earlier one never passes for a later one's. */
@@ -176,19 +159,6 @@ export class Guard {
     await this.start();
     if (unwatched()) throw new GuardUnavailableError(`group ${pgid} was unwatched while its watch waited for the guard`);
     const grace = Math.max(0, Math.round(graceMs));
-    // Asked already (a standby arms its prepared gate while its acquiring write is in flight): once this
-    // same guard process acknowledged the group with a deadline no later than the current one, it holds
-    // a deadline of this term at least as strict, and nothing since removed the group (unwatch forgets
-    // the ask). A later `extend` only moves that deadline to the current one.
-    const before = this.asked.get(pgid);
-    if (before !== undefined && before.signal === signal && before.graceMs === grace && noLater(before.deadline, this.deadline)) {
-      const ok = await before.answered.then(
-        () => true,
-        () => false,
-      );
-      if (ok && before.proc !== undefined && before.proc === this.proc && this.asked.get(pgid) === before) return;
-      if (unwatched()) throw new GuardUnavailableError(`group ${pgid} was unwatched while its watch waited for the guard`);
-    }
     const asked = this.proc;
     this.watched.set(pgid, { signal, graceMs: grace });
     try {
@@ -199,18 +169,15 @@ export class Guard {
       // unless a live guard answered, and a second failure is the caller's GuardUnavailableError.
       if (this.closed || asked === undefined || this.proc === asked || !this.watched.has(pgid)) throw error;
       await this.start();
+      if (unwatched()) throw new GuardUnavailableError(`group ${pgid} was unwatched while its watch waited for the guard`);
       await this.ask(pgid);
     }
   }
 
   /** Sends the group's watch line with the current deadline; resolves once the guard acknowledged it. */
   private ask(pgid: number): Promise<void> {
-    const w = this.watched.get(pgid);
     const seq = ++this.seq;
-    const answered = this.request(`ack ${pgid} ${seq}`, `${this.watchLine(pgid)} ${seq}`);
-    if (w !== undefined) this.asked.set(pgid, { ...w, deadline: this.deadline, proc: this.proc, answered });
-    answered.catch(() => undefined);
-    return answered;
+    return this.request(`ack ${pgid} ${seq}`, `${this.watchLine(pgid)} ${seq}`);
   }
 
   /** A new deadline for every watched group (and for groups watched later). */
@@ -223,7 +190,6 @@ export class Guard {
 
   /** The group is gone (reaped by us): its timers are cancelled, so a recycled pid is never killed. */
   unwatch(pgid: number): void {
-    this.asked.delete(pgid);
     this.unwatches.set(pgid, (this.unwatches.get(pgid) ?? 0) + 1);
     if (!this.watched.delete(pgid)) return;
     this.write(`unwatch ${pgid}`);

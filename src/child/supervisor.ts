@@ -78,8 +78,6 @@ export interface StartChildOptions {
    * discarded and a fresh gate spawned.
    */
   prepared?: PreparedGate;
-  /** Called right before `prepared` is discarded unused (the caller may have told the guard about it). */
-  discarding?: (pid: number) => void;
 }
 
 /** What a gate is spawned for: a prepared gate is used only for exactly this. */
@@ -191,7 +189,6 @@ export async function startChild(options: StartChildOptions): Promise<ChildHandl
     // A start that failed before taking its prepared gate (the command became unrunnable since it was
     // prepared, the guard could not start): an idle gate left behind keeps our event loop, and so
     // leader-run, alive for good, and it exits only when its pipe closes. A used gate is left alone.
-    if (options.prepared?.waiting === true) options.discarding?.(options.prepared.pid);
     await options.prepared?.discard();
     throw error;
   }
@@ -216,10 +213,7 @@ async function startThroughGate(options: StartChildOptions): Promise<ChildHandle
   await Promise.all([guard?.start(), prepareStart()]);
 
   const gate = options.prepared instanceof Gate ? options.prepared.take(gateKey(options)) : undefined;
-  if (gate === undefined && options.prepared !== undefined) {
-    options.discarding?.(options.prepared.pid);
-    await options.prepared.discard();
-  }
+  if (gate === undefined) await options.prepared?.discard();
   const { child, exited, pid } = gate ?? (await spawnGate(argv, options));
   try {
     await guard?.watch(pid, options.killSignal, options.killGraceMs);

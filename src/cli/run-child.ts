@@ -76,8 +76,6 @@ export class ChildControl {
   private gateGeneration = 0;
   /** A gate is being spawned for `prepared`. */
   private gatePending = false;
-  /** The prepared gate's group the guard was asked to watch for an acquiring write (see `prearm`). */
-  private prearmed: number | undefined;
   private closed = false;
 
   constructor(
@@ -110,7 +108,6 @@ export class ChildControl {
   async close(): Promise<void> {
     this.closed = true;
     this.gateGeneration++;
-    this.disarm();
     const prepared = this.prepared;
     this.prepared = undefined;
     await Promise.all([prepared?.discard(), this.guard.close()]);
@@ -148,14 +145,10 @@ export class ChildControl {
         // A start (or close) that came meanwhile went without it.
         if (generation !== this.gateGeneration) return void gate.discard();
         this.prepared = gate;
-        // A prepared gate that ends unused (killed by the guard at a prearmed deadline, or from
-        // outside) is forgotten, so the next wait prepares a fresh one and nothing watches its pid.
+        // A prepared gate that ends unused (killed from outside) is forgotten, so the next wait
+        // prepares a fresh one instead of the start finding it dead.
         void gate.exited.then(() => {
           if (this.prepared === gate) this.prepared = undefined;
-          if (this.prearmed === gate.pid && this.current?.pgid !== gate.pid) {
-            this.prearmed = undefined;
-            this.guard.unwatch(gate.pid);
-          }
         });
         await this.guard.start();
         if (this.processGuard !== undefined && this.guard.pid !== undefined && this.prepared === gate) {
@@ -174,31 +167,6 @@ export class ChildControl {
     const prepared = this.prepared;
     this.prepared = undefined;
     return prepared;
-  }
-
-  /**
-   * An acquiring write is being sent at `sentAt`: ask the guard now to watch the prepared gate with the
-   * deadlines that write gives if it succeeds, so its answer comes while the write is in flight and not
-   * after it (the round trip was 10-15 ms of every hand-over). The gate still opens only after that
-   * answer, once we lead (`Guard.watch` finds it answered for this group with this term's deadline);
-   * if the write fails, `disarm` takes the group off the guard. The prepared gate runs nothing before it
-   * is opened, so the guard stopping it at this deadline, if it came to that, costs only the gate.
-   */
-  prearm(sentAt: number): void {
-    const gate = this.prepared;
-    // A gate that exited (killed at an earlier prearm's deadline, say) has a pid that may be reused.
-    if (gate === undefined || !gate.waiting || this.current !== undefined || this.closed || this.guard.pid === undefined) return;
-    this.disarm();
-    this.guard.extend(leaseDeadlines(sentAt, this.options));
-    this.prearmed = gate.pid;
-    this.guard.watch(gate.pid, this.options.killSignal, this.options.killGraceMs).catch(() => undefined);
-  }
-
-  /** The acquiring write failed (or we stop): the prepared gate is no longer the guard's business. */
-  disarm(): void {
-    const pgid = this.prearmed;
-    this.prearmed = undefined;
-    if (pgid !== undefined && this.current?.pgid !== pgid) this.guard.unwatch(pgid);
   }
 
   /**
@@ -286,20 +254,10 @@ export class ChildControl {
       // recording its group, a standby on this host still waits for the guard that is killing it.
       await this.guard.start();
       const prepared = this.takePrepared();
-      // The gate armed while our acquiring write was in flight (see `prearm`) is normally the one the
-      // child starts in. One that is not (it died and was replaced, or the start failed) must not stay
-      // on the guard's list, where its recycled pid could be hit.
-      const prearmed = this.prearmed;
-      this.prearmed = undefined;
-      const unarm = (started: number | undefined): void => {
-        if (prearmed !== undefined && prearmed !== started) this.guard.unwatch(prearmed);
-      };
-      if (prearmed !== prepared?.pid) unarm(undefined);
       if (this.processGuard !== undefined && this.guard.pid !== undefined) {
         await this.processGuard.setGuardedProcessGroup(prepared?.pid, { watchdogPid: this.guard.pid, signal: leading });
       }
       if (leading.aborted) {
-        unarm(undefined);
         await prepared?.discard();
         return "gone";
       }
@@ -311,7 +269,6 @@ export class ChildControl {
           env: this.childEnv(),
           termEnv: { LEADER_RUN_FENCING_TOKEN: String(term) },
           prepared,
-          discarding: () => unarm(undefined),
           killSignal: this.options.killSignal,
           killGraceMs: this.options.killGraceMs,
           log: (event) => this.onChildEvent(event),
@@ -328,13 +285,11 @@ export class ChildControl {
           },
         });
       } catch (error) {
-        unarm(undefined);
         if (!(error instanceof ChildSpawnError)) throw error;
         this.log.error("child_failed", {}, error.message);
         this.host.cancel({ kind: "child_done", exit: spawnFailureExit(error) });
         return "gone";
       }
-      unarm(child.pgid);
       this.current = child;
       this.firstStartedAt ??= child.startedAt;
       this.http?.childStarted();

@@ -267,11 +267,7 @@ class LeaderRun implements EmergencyStop {
         this.ledTerm = event.term;
         this.hooks.fire("on-started-leading", this.hookContext(event.term));
         return;
-      case "acquiring":
-        this.child.prearm(event.sentAt);
-        return;
       case "acquire_failed":
-        this.child.disarm();
         this.onAcquireFailed(event.error, event.holder);
         // Waiting as a standby: get the guard ready for a fast hand-over. Not with --no-wait, whose
         // campaign ends here, nor before the first attempt, so an uncontended start is unchanged.

@@ -527,7 +527,6 @@ export class LeaderElector {
 
     // 6. Write (compare-and-swap against what we just read).
     const sent = this.clock.now();
-    if (phase === "acquire") this.emit({ type: "acquiring", lock: this.lock.describe(), term: desired.leaderTransitions, sentAt: sent });
     try {
       await this.write("update", phase, desired, signal);
     } catch (error) {
@@ -562,7 +561,6 @@ export class LeaderElector {
       desired.leaderTransitions = this.highestTermSeen + 1;
     }
     const sent = this.clock.now();
-    if (phase === "acquire") this.emit({ type: "acquiring", lock: this.lock.describe(), term: desired.leaderTransitions, sentAt: sent });
     try {
       await this.write("create", phase, desired, signal);
     } catch (error) {

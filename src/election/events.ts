@@ -13,12 +13,6 @@ export type ElectionEvent =
    * may take over before `sentAt + leaseDuration` (whole seconds, as followers see it).
    */
   | { type: "acquired"; lock: string; term: number; record: LeaderElectionRecord; sentAt: number }
-  /**
-   * An acquiring write is about to be sent at `sentAt`, the value `acquired` will carry if it succeeds;
-   * `acquired` or `acquire_failed` follows, unless the campaign is cancelled meanwhile. Lets the caller prepare for that term's deadlines while the
-   * write is in flight (the CLI arms its guard); it is not leadership, nor a promise of it.
-   */
-  | { type: "acquiring"; lock: string; term: number; sentAt: number }
   | { type: "renewed"; lock: string; latencyMs: number; slowPath: boolean; sentAt: number }
   | { type: "renew_failed"; lock: string; error: unknown; deadlineInMs: number }
   | { type: "lost"; lock: string; reason: LostReason; holder?: string }

@@ -407,45 +407,6 @@ describe("guard lifecycle", () => {
     assert.deepEqual(sleepers(m), []);
   });
 
-  test("a watch already acknowledged by this guard with a deadline no later than the current one is not asked again; anything else is", async () => {
-    // Acknowledged once (a standby arms its prepared gate while its acquiring write is in flight), the
-    // same watch at start needs no second round trip. A guard that cannot answer shows which watches
-    // are asked: SIGSTOPped, it times each of them out.
-    const guard = new Guard({ stderrFormat: "quiet", ackTimeoutMs: 400 });
-    await guard.start();
-    const guardPid = guard.pid;
-    assert.ok(guardPid !== undefined);
-    guardGroups.push(guardPid);
-    const m = marker();
-    const idle = spawn("sleep", [m], { detached: true, stdio: "ignore" });
-    const pgid = idle.pid ?? 0;
-    pgids.push(pgid);
-    try {
-      const now = performance.now();
-      guard.extend({ signalAt: now + 60_000, killAt: now + 61_000 });
-      await guard.watch(pgid, "SIGTERM", 1000);
-      process.kill(guardPid, "SIGSTOP");
-      try {
-        await guard.watch(pgid, "SIGTERM", 1000); // the same deadline: answered already
-        guard.extend({ signalAt: now + 70_000, killAt: now + 71_000 });
-        await guard.watch(pgid, "SIGTERM", 1000); // a later one (a renewal since): the earlier answer holds
-        guard.extend({ signalAt: now + 50_000, killAt: now + 51_000 });
-        await assert.rejects(guard.watch(pgid, "SIGTERM", 1000), GuardUnavailableError, "a stricter deadline is asked");
-        guard.extend({ signalAt: now + 60_000, killAt: now + 61_000 });
-        await assert.rejects(guard.watch(pgid, "SIGKILL", 1000), GuardUnavailableError, "another signal is asked");
-        guard.unwatch(pgid);
-        await assert.rejects(guard.watch(pgid, "SIGTERM", 1000), GuardUnavailableError, "after unwatch, it is asked again");
-      } finally {
-        process.kill(guardPid, "SIGCONT");
-      }
-      await guard.watch(pgid, "SIGTERM", 1000);
-      guard.unwatch(pgid);
-    } finally {
-      await guard.close();
-      idle.kill("SIGKILL");
-    }
-  });
-
   test("a watch still waiting for the guard to start, unwatched meanwhile, rejects and leaves the group unwatched", async () => {
     const guard = new Guard({ stderrFormat: "quiet" });
     const pgid = 999_999; // never signalled: the guard only records it

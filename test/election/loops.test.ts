@@ -225,27 +225,3 @@ describe("acquire loop", () => {
     assert.equal(c.stopped, 1);
   });
 });
-
-describe("the acquiring event", () => {
-  test("comes right before each acquiring write, with the sentAt that acquired then carries; a failed write is followed by acquire_failed", async () => {
-    const env = newEnv();
-    env.store.put(record({ holderIdentity: "", leaseDurationSeconds: 1, leaderTransitions: 5 }));
-    const c = new Candidate(env, "baz");
-    c.lock.fail("update", new ConflictError("someone else wrote first"), 1);
-    const h = c.run();
-    await env.clock.runUntil(() => c.started === 1, 10 * S, "acquired after the conflict");
-    const types = c.electionEvents.map((e) => e.type).filter((t) => t === "acquiring" || t === "acquired" || t === "acquire_failed" || t === "renewed");
-    assert.deepEqual(types.slice(0, 4), ["acquiring", "acquire_failed", "acquiring", "acquired"]);
-    const acquiring = c.electionEvents.filter((e) => e.type === "acquiring");
-    const acquired = c.electionEvents.find((e) => e.type === "acquired");
-    assert.ok(acquired?.type === "acquired" && acquiring[1]?.type === "acquiring");
-    assert.equal(acquiring[1].sentAt, acquired.sentAt);
-    assert.equal(acquiring[1].term, acquired.term);
-    assert.equal(acquired.term, 6);
-    // Renewals are not acquisitions.
-    await env.clock.advance(5 * S);
-    assert.equal(c.electionEvents.filter((e) => e.type === "acquiring").length, 2);
-    await abortAndWait(env, h);
-  });
-});
-
