@@ -198,7 +198,10 @@ for (const { name, argv } of SHELLS) {
         const took = (await guard.exited) - eof;
         assert.ok(took >= 5600, `the guard ended ${Math.round(took)} ms after leader-run's death, before the 6 s grace`);
         await waitFor("the member to be killed", () => !isRunning(g.memberPid), 5000);
-        assert.match(guard.stderr(), new RegExp(`sent SIGKILL to process group ${g.pgid}`));
+        // The report comes from a background subshell after the kill, so it may reach us a little later.
+        const killed = new RegExp(`sent SIGKILL to process group ${g.pgid}`);
+        await waitFor("the guard's SIGKILL report", () => killed.test(guard.stderr()), 5000).catch(() => undefined);
+        assert.match(guard.stderr(), killed);
       } finally {
         g.parent.kill("SIGKILL");
       }
